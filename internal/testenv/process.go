@@ -1,0 +1,98 @@
+package testenv
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+)
+
+// BuildSage builds the real sage binary into the test's temporary directory and returns its path.
+func BuildSage(t testing.TB) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "sage")
+	out, err := exec.Command("go", "build", "-o", bin, "github.com/serversage/sage/cmd/sage").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// FreeAddr returns a loopback address with a port free at the time of the call.
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// Output collects a child process's output, which exec copies from another goroutine.
+type Output struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (o *Output) Write(p []byte) (int, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.buf.Write(p)
+}
+
+func (o *Output) String() string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.buf.String()
+}
+
+// Start runs a program until the test ends, stopping it with SIGINT (and failing the test if it
+// does not stop within 15 s), and waits up to a minute until readyURL answers 200. The program's
+// output is logged when the test fails.
+func Start(t testing.TB, readyURL, name string, args ...string) (*exec.Cmd, *Output) {
+	t.Helper()
+	cmd := exec.Command(name, args...)
+	out := &Output{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(15 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+			t.Errorf("%s did not stop on SIGINT", filepath.Base(name))
+		}
+		if t.Failed() {
+			t.Logf("%s output:\n%s", filepath.Base(name), out.String())
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	for {
+		resp, err := http.Get(readyURL)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return cmd, out
+			}
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("%s not ready at %s: %v\n%s", name, readyURL, err, out.String())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}

@@ -1,0 +1,42 @@
+// Package testenv lets integration tests find the real programs and services they run against.
+// On a developer's machine a missing one skips the test with a message saying what to install; under
+// CI (CI=true) a missing one fails the test, because a skipped integration test proves nothing.
+package testenv
+
+import (
+	"os"
+	"os/exec"
+	"testing"
+)
+
+// InCI reports whether the tests run under CI, where nothing may be skipped for want of a program.
+func InCI() bool { return os.Getenv("CI") == "true" }
+
+// Missing skips the test on a developer's machine, or fails it under CI, saying what is missing and
+// how to get it.
+func Missing(t testing.TB, what, hint string) {
+	t.Helper()
+	if InCI() {
+		t.Fatalf("%s is not available (CI=true, so this fails instead of skipping); %s", what, hint)
+	}
+	t.Skipf("%s is not available; %s", what, hint)
+}
+
+// LookPath returns the path of a program, or skips or fails the test (see Missing) when it is not
+// installed; debianPackage names the Debian package that provides it.
+func LookPath(t testing.TB, program, debianPackage string) string {
+	t.Helper()
+	p, err := exec.LookPath(program)
+	if err != nil {
+		Missing(t, program, "install it with: apt-get install "+debianPackage)
+	}
+	return p
+}
+
+// Root skips or fails a test that needs root (writing /dev/kmsg, network namespaces).
+func Root(t testing.TB, why string) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		Missing(t, "root", "run the tests as root to "+why)
+	}
+}
