@@ -1,11 +1,13 @@
 package hub
 
 import (
+	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/json"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/serversage/sage/internal/auth"
 	"github.com/serversage/sage/internal/config"
@@ -25,6 +27,20 @@ func (h *Hub) routes(prom http.Handler) http.Handler {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("ok\n"))
+	})
+	// Readiness, unlike liveness, needs the state store: a load balancer should send requests
+	// elsewhere while this hub's database is away.
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if err := h.db.PingContext(ctx); err != nil {
+			h.logger.Warn("not ready: the state store does not answer", "err", err)
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = w.Write([]byte("the state store is unavailable\n"))
+			return
+		}
+		_, _ = w.Write([]byte("ready\n"))
 	})
 	mux.Handle("/prometheus/", h.auth.MiddlewareWith(auth.MiddlewareOptions{Logger: h.logger.With("component", "auth")}, prom))
 	mux.HandleFunc("POST /api/v1/enrol", h.handleEnrol)

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -232,3 +233,58 @@ func (h *Hub) Close() error {
 }
 
 var _ config.Validator = (*Config)(nil)
+
+// LocalClient is the slug of the client `sage up` puts the machine it runs on in.
+const LocalClient = "local"
+
+// EnrolLocal registers the machine the hub runs on as an active host of the "local" client
+// (created if missing), as `sage up` does at every start: re-enrolling refreshes the facts and
+// the agent URL (its port may change between starts) of the same host, by machine id.
+func (h *Hub) EnrolLocal(ctx context.Context, e inventory.Enrolment) (inventory.Host, error) {
+	c, err := h.ensureClient(ctx, LocalClient)
+	if err != nil {
+		return inventory.Host{}, fmt.Errorf("hub: local client: %w", err)
+	}
+	e.AutoApprove = true
+	host, created, err := h.inv.EnrolHost(ctx, c.ID, e)
+	if err != nil {
+		return inventory.Host{}, fmt.Errorf("hub: enrolling this machine: %w", err)
+	}
+	h.logger.Info("this machine is a host of the local client", "host", host.Name, "host_id", host.ID, "created", created, "agent_url", host.AgentURL)
+	h.HostsChanged()
+	return host, nil
+}
+
+// Serve serves the hub on ln and runs its background loops until ctx ends, then shuts the HTTP
+// server down gracefully (10 s for requests in flight). It does not Close the hub.
+func (h *Hub) Serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{
+		Handler:           h.handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		// Query and page handlers have their own limits; this bounds a slow client's hold.
+		IdleTimeout: 2 * time.Minute,
+		ErrorLog:    slog.NewLogLogger(h.logger.Handler(), slog.LevelWarn),
+	}
+	loops, stopLoops := context.WithCancel(ctx)
+	defer stopLoops()
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); _ = h.Run(loops) }()
+	defer wg.Wait()
+
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	h.logger.Info("hub started", "address", ln.Addr().String(), "data_dir", h.cfg.DataDir, "state", store.Redact(h.cfg.stateDSN()))
+	select {
+	case err := <-errc:
+		return fmt.Errorf("hub: serving: %w", err)
+	case <-ctx.Done():
+	}
+	h.logger.Info("hub shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("hub: shutdown: %w", err)
+	}
+	return nil
+}

@@ -6,6 +6,8 @@ package testenv
 import (
 	"os"
 	"os/exec"
+	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -39,4 +41,24 @@ func Root(t testing.TB, why string) {
 	if os.Geteuid() != 0 {
 		Missing(t, "root", "run the tests as root to "+why)
 	}
+}
+
+// ArtefactDir returns a directory, created if needed, where a test keeps what a person should be
+// able to look at afterwards (screenshots): $SAGE_ARTEFACTS/<name>, or artifacts/<name> at the
+// module's root, which git ignores and CI lists at the end.
+func ArtefactDir(t testing.TB, name string) string {
+	t.Helper()
+	root := os.Getenv("SAGE_ARTEFACTS")
+	if root == "" {
+		out, err := exec.Command("go", "env", "GOMOD").Output()
+		if err != nil || len(strings.TrimSpace(string(out))) == 0 {
+			t.Fatalf("finding the module root for artefacts: %v", err)
+		}
+		root = filepath.Join(filepath.Dir(strings.TrimSpace(string(out))), "artifacts")
+	}
+	dir := filepath.Join(root, name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }
