@@ -35,6 +35,7 @@ func runAgent(args []string, stdout, stderr io.Writer) int {
 		hubURL      string
 		tokenFile   string
 		advertise   string
+		hostname    string
 	)
 	fs.StringVar(&opts.ConfigFile, "config", "", "configuration `file` (YAML); none: every default collector on")
 	fs.StringVar(&opts.Listen, "listen", agent.DefaultListen, "`address` to serve /metrics on")
@@ -47,6 +48,7 @@ func runAgent(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&hubURL, "hub", "", "hub `URL` to enrol this host with (e.g. http://hub.example:10731); none: no enrolment")
 	fs.StringVar(&tokenFile, "token-file", "", "`file` holding the hub's enrolment token (required with --hub; keep it mode 600)")
 	fs.StringVar(&advertise, "advertise-url", "", "`URL` the hub scrapes this agent at; default: http://<listen address>/metrics")
+	fs.StringVar(&hostname, "hostname", "", "`name` to enrol this host as; default: the system's host name")
 	fs.BoolVar(&checkConfig, "check-config", false, "check the configuration (and web configuration) and exit")
 	fs.StringVar(&logLevel, "log.level", "info", "log `level`: debug, info, warn, error")
 	fs.StringVar(&logFormat, "log.format", "logfmt", "log `format`: logfmt or json")
@@ -74,8 +76,8 @@ func runAgent(args []string, stdout, stderr io.Writer) int {
 		opts.MaxProcs = -1 // agent.Options: negative keeps Go's choice of one per CPU
 	}
 
-	if hubURL != "" || tokenFile != "" || advertise != "" {
-		enrolFn, err := enrolment(hubURL, tokenFile, advertise, opts, logger)
+	if hubURL != "" || tokenFile != "" || advertise != "" || hostname != "" {
+		enrolFn, err := enrolment(hubURL, tokenFile, advertise, hostname, opts, logger)
 		if err != nil {
 			fmt.Fprintf(stderr, "sage agent: %v\n", err)
 			return 2
@@ -123,9 +125,9 @@ func runAgent(args []string, stdout, stderr io.Writer) int {
 // enrolment checks the enrolment flags and returns the agent's Enrol hook. The token is read
 // from its file at start (to fail at once on a missing file) and again at every enrolment, so a
 // rotated token takes effect on SIGHUP; it is never logged.
-func enrolment(hubURL, tokenFile, advertise string, opts agent.Options, logger *slog.Logger) (func(context.Context, net.Addr) error, error) {
+func enrolment(hubURL, tokenFile, advertise, hostname string, opts agent.Options, logger *slog.Logger) (func(context.Context, net.Addr) error, error) {
 	if hubURL == "" {
-		return nil, errors.New("--token-file and --advertise-url need --hub")
+		return nil, errors.New("--token-file, --advertise-url and --hostname need --hub")
 	}
 	if tokenFile == "" {
 		return nil, errors.New("--hub needs --token-file: the enrolment token is read from a file, never given on the command line")
@@ -153,6 +155,9 @@ func enrolment(hubURL, tokenFile, advertise string, opts agent.Options, logger *
 	if p := os.Getenv("SAGE_MACHINE_ID_FILE"); p != "" {
 		// For tests and for containers that mount the host's machine id elsewhere.
 		src.MachineIDFiles = []string{p}
+	}
+	if hostname != "" {
+		src.Hostname = func() (string, error) { return hostname, nil }
 	}
 	client := &enrol.Client{Logger: logger}
 	return func(ctx context.Context, listening net.Addr) error {

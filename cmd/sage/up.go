@@ -4,6 +4,8 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -87,7 +89,19 @@ func runUp(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "sage up: --data: %v\n", err)
 		return 2
 	}
-	cfg := hub.Config{Listen: listen, DataDir: dataDir, Metrics: hub.MetricsConfig{ScrapeInterval: interval}}
+	// Other machines enrol with a token kept in the data directory, made at the first start,
+	// into the client "local" and active at once: whoever can read the file may add hosts.
+	tokenFile := filepath.Join(dataDir, "enrol.token")
+	if err := ensureEnrolToken(tokenFile); err != nil {
+		fmt.Fprintf(stderr, "sage up: %v\n", err)
+		return 1
+	}
+	cfg := hub.Config{
+		Listen:    listen,
+		DataDir:   dataDir,
+		Metrics:   hub.MetricsConfig{ScrapeInterval: interval},
+		Enrolment: []hub.EnrolmentConfig{{TokenFile: tokenFile, AutoApprove: true, Client: hub.LocalClient}},
+	}
 	if fe := cfg.Validate(); len(fe) > 0 {
 		// The flags map onto the configuration's fields; name the flag the user typed.
 		flagOf := map[string]string{"listen": "--listen", "data_dir": "--data", "metrics.scrape_interval": "--scrape-interval", "metrics.scrape_timeout": "--scrape-interval"}
@@ -137,6 +151,7 @@ func runUp(args []string, stdout, stderr io.Writer) int {
 		agentErr <- a.Run(ctx, nil, nil)
 	}()
 	announce(stdout, h, ln.Addr(), dataDir)
+	fmt.Fprintf(stdout, "  more hosts: sage agent --hub http://%s --token-file FILE --listen ADDR:10730\n  (FILE: a copy of %s; --listen here must be reachable from other machines)\n\n", browsable(ln.Addr()), tokenFile)
 	serveErr := h.Serve(ctx, ln)
 	stop() // the hub stopped: stop the agent too
 	wg.Wait()
@@ -154,6 +169,29 @@ func runUp(args []string, stdout, stderr io.Writer) int {
 		code = 1
 	}
 	return code
+}
+
+// ensureEnrolToken writes a new random enrolment token to path (mode 600) unless one is there.
+func ensureEnrolToken(path string) error {
+	if _, err := os.Stat(path); err == nil {
+		return nil
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("enrolment token: %w", err)
+	}
+	if _, err := fmt.Fprintf(f, "sage_enrol_%s\n", hex.EncodeToString(b)); err != nil {
+		f.Close()
+		return fmt.Errorf("enrolment token: %w", err)
+	}
+	return f.Close()
 }
 
 // enrolHere registers this machine with the in-process hub, with the facts an agent would send

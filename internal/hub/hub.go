@@ -288,3 +288,27 @@ func (h *Hub) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	return nil
 }
+
+// CreateAPIToken makes an API token for a user directly in the state store named by cfg,
+// without a running hub (SQLite in WAL mode and PostgreSQL both allow a running hub beside it):
+// for provisioning Grafana or scripts, and for the first token before anyone has logged in.
+// The secret is returned once; only its hash is stored.
+func CreateAPIToken(ctx context.Context, cfg Config, username, name string, expiresAt time.Time, logger *slog.Logger) (string, auth.APIToken, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	if fe := cfg.Validate(); len(fe) > 0 {
+		return "", auth.APIToken{}, config.Invalid(fe...)
+	}
+	db, err := store.Open(ctx, cfg.stateDSN(), logger)
+	if err != nil {
+		return "", auth.APIToken{}, err
+	}
+	defer db.Close()
+	a := auth.New(db)
+	u, err := a.GetUserByName(ctx, username)
+	if err != nil {
+		return "", auth.APIToken{}, fmt.Errorf("user %q: %w", username, err)
+	}
+	return a.NewAPIToken(ctx, u.ID, name, expiresAt)
+}
