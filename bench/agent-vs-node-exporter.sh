@@ -22,7 +22,7 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 
-go build -trimpath -ldflags=-s -o "$work/sage" ./cmd/sage
+go build -trimpath -tags agentonly -ldflags=-s -o "$work/sage" ./cmd/sage  # the agent-only build hosts run
 hz=$(getconf CLK_TCK)
 accept='Accept: application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1'
 
