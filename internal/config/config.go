@@ -22,8 +22,8 @@ import (
 
 // FieldError is a problem with one field, named by its path in the document.
 type FieldError struct {
-	Field string // dotted path with [i] for list items, e.g. "collectors.listeners[0].port"
-	Msg   string
+	Field string `json:"field"` // dotted path with [i] for list items, e.g. "collectors.listeners[0].port"
+	Msg   string `json:"message"`
 }
 
 func (e FieldError) Error() string {

@@ -26,8 +26,8 @@ type Result struct {
 
 // FieldError is one problem the hub found in the enrolment (config.FieldError's JSON form).
 type FieldError struct {
-	Field string `json:"Field"`
-	Msg   string `json:"Msg"`
+	Field string `json:"field"`
+	Msg   string `json:"message"`
 }
 
 // HubError is a refusal by the hub (a 4xx): retrying the same request cannot help.

@@ -75,7 +75,7 @@ func TestEnrolAnswers(t *testing.T) {
 		{"created", hubToken, []func(http.ResponseWriter){created}, Result{"h-1", "web-1", "active", true}, 1, 0, nil, ""},
 		{"re-enrolled pending", hubToken, []func(http.ResponseWriter){answer(200, `{"host_id":"h-1","name":"web-1","status":"pending","created":false}`)},
 			Result{"h-1", "web-1", "pending", false}, 1, 0, nil, ""},
-		{"field errors", hubToken, []func(http.ResponseWriter){answer(400, `{"error":"enrolment refused","fields":[{"Field":"machine_id","Msg":"is required"},{"Field":"agent_url","Msg":"must be an http:// or https:// URL with a host"}]}`)},
+		{"field errors", hubToken, []func(http.ResponseWriter){answer(400, `{"error":"enrolment refused","fields":[{"field":"machine_id","message":"is required"},{"field":"agent_url","message":"must be an http:// or https:// URL with a host"}]}`)},
 			Result{}, 1, 400, []string{"machine_id", "agent_url"}, "enrolment refused"},
 		{"wrong token not retried", "wrong", []func(http.ResponseWriter){created}, Result{}, 1, 401, nil, "a valid enrolment token is required"},
 		{"5xx retried", hubToken, []func(http.ResponseWriter){
