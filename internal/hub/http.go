@@ -22,7 +22,10 @@ const maxEnrolBody = 64 << 10
 // enrolment token it decides which host's labels the samples get.
 const MachineIDHeader = "Sage-Machine-Id"
 
-func (h *Hub) routes(prom http.Handler) http.Handler {
+// routes: the hub's own endpoints (health, enrolment, agents' remote write) and the query API,
+// the REST API and the web UI. The more specific patterns win in ServeMux, so POST
+// /api/v1/enrol and /api/v1/write stay the hub's although the REST API has /api/v1/.
+func (h *Hub) routes(prom, rest, ui http.Handler) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -45,6 +48,9 @@ func (h *Hub) routes(prom http.Handler) http.Handler {
 	mux.Handle("/prometheus/", h.auth.MiddlewareWith(auth.MiddlewareOptions{Logger: h.logger.With("component", "auth")}, prom))
 	mux.HandleFunc("POST /api/v1/enrol", h.handleEnrol)
 	mux.HandleFunc("POST /api/v1/write", h.handleRemoteWrite)
+	mux.Handle("/api/v1/", h.auth.MiddlewareWith(auth.MiddlewareOptions{Logger: h.logger.With("component", "auth")}, rest))
+	// The UI authenticates its own pages (it serves the login page and static files openly).
+	mux.Handle("/", ui)
 	return mux
 }
 

@@ -20,16 +20,20 @@ import (
 	"sync"
 	"time"
 
+	"github.com/serversage/sage/internal/api"
 	"github.com/serversage/sage/internal/auth"
 	"github.com/serversage/sage/internal/config"
+	"github.com/serversage/sage/internal/hosthealth"
 	"github.com/serversage/sage/internal/inventory"
 	"github.com/serversage/sage/internal/metricstore"
 	"github.com/serversage/sage/internal/promapi"
 	"github.com/serversage/sage/internal/store"
+	"github.com/serversage/sage/internal/web"
 )
 
-// AgentJob is the scrape job of enrolled agents.
-const AgentJob = "sage-agent"
+// AgentJob is the scrape job of enrolled agents. The web UI charts that job's series, and web
+// cannot import hub, so the name is defined there and only referred to here.
+const AgentJob = web.AgentJob
 
 // targetsRefresh is how often targets are rebuilt from the inventory even without a change made
 // through this hub (another hub on the same PostgreSQL, an edit in SQL).
@@ -51,6 +55,7 @@ type Hub struct {
 	inv     *inventory.Inventory
 	auth    *auth.Auth
 	metrics *metricstore.Store
+	health  *hosthealth.Tracker
 	handler http.Handler
 	tokens  []enrolToken
 
@@ -141,7 +146,26 @@ func (h *Hub) init(ctx context.Context, secrets []string) error {
 	if err != nil {
 		return fmt.Errorf("hub: %w", err)
 	}
-	h.handler = h.routes(prom)
+	h.health = hosthealth.New(h.metrics, AgentJob, h.cfg.scrapeInterval, h.logger.With("component", "health"))
+	rest := api.New(api.Options{
+		Inventory:    h.inv,
+		Health:       h.health,
+		Logger:       h.logger.With("component", "api"),
+		HostsChanged: h.HostsChanged,
+	})
+	ui, err := web.New(web.Options{
+		Inventory:      h.inv,
+		Auth:           h.auth,
+		Metrics:        h.metrics,
+		Health:         h.health,
+		ScrapeInterval: h.cfg.scrapeInterval,
+		Logger:         h.logger.With("component", "web"),
+		HostsChanged:   h.HostsChanged,
+	})
+	if err != nil {
+		return fmt.Errorf("hub: %w", err)
+	}
+	h.handler = h.routes(prom, rest, ui.Handler())
 	// Hosts enrolled before this start are scraped without waiting for the first loop tick.
 	if err := h.refreshTargets(ctx); err != nil {
 		return err
@@ -180,13 +204,18 @@ func (h *Hub) Handler() http.Handler { return h.handler }
 func (h *Hub) Inventory() *inventory.Inventory { return h.inv }
 func (h *Hub) Auth() *auth.Auth                { return h.auth }
 func (h *Hub) Metrics() *metricstore.Store     { return h.metrics }
+func (h *Hub) Health() *hosthealth.Tracker     { return h.health }
 
 // Listen is the configured listen address.
 func (h *Hub) Listen() string { return h.cfg.Listen }
 
-// Run keeps the scrape targets in step with the inventory and purges expired sessions until ctx
-// ends. It returns nil when ctx is cancelled.
+// Run keeps the scrape targets in step with the inventory, the hosts' health figures fresh, and
+// purges expired sessions until ctx ends. It returns nil when ctx is cancelled.
 func (h *Hub) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); h.health.Run(ctx) }()
+	defer wg.Wait()
 	tick := time.NewTicker(targetsRefresh)
 	defer tick.Stop()
 	purge := time.NewTicker(time.Hour)

@@ -509,3 +509,48 @@ func TestRemoteWrite(t *testing.T) {
 		}
 	})
 }
+
+// The hub's routes: its own endpoints keep their paths next to the REST API's /api/v1/, the REST
+// API and the query API need credentials, and the UI sends a browser to its login page.
+func TestRoutes(t *testing.T) {
+	th := startHub(t, testConfig(t, storetest.SQLiteDSN(t), true))
+	html := http.Header{"Accept": {"text/html"}}
+	tests := []struct {
+		name, method, path string
+		header             http.Header
+		body               string
+		code               int
+		contains           string
+	}{
+		{"liveness", "GET", "/healthz", nil, "", 200, "ok"},
+		{"readiness", "GET", "/readyz", nil, "", 200, "ready"},
+		{"REST API without credentials", "GET", "/api/v1/hosts", nil, "", 401, ""},
+		{"REST API with an API token", "GET", "/api/v1/hosts", bearer(th.apiToken), "", 200, `"items"`},
+		{"OpenAPI document", "GET", "/api/v1/openapi.yaml", bearer(th.apiToken), "", 200, "openapi:"},
+		{"enrolment stays the hub's", "POST", "/api/v1/enrol", bearer(testToken), enrolBody("m-routes", "routes1", ""), 201, `"host_id"`},
+		{"enrolment refused field by field", "POST", "/api/v1/enrol", bearer(testToken), enrolBody("", "routes2", ""), 400, `"field":"machine_id"`},
+		{"remote write stays the hub's", "POST", "/api/v1/write", nil, "", 401, ""},
+		{"query API without credentials", "GET", "/prometheus/api/v1/query?query=1", nil, "", 401, ""},
+		{"a page sends a browser to log in", "GET", "/hosts", html, "", 200, "password"},
+		{"login page", "GET", "/login", nil, "", 200, "password"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, body := th.do(t, tt.method, tt.path, tt.header, tt.body)
+			if code != tt.code || !strings.Contains(body, tt.contains) {
+				t.Errorf("%s %s: %d %.300s; want %d containing %q", tt.method, tt.path, code, body, tt.code, tt.contains)
+			}
+		})
+	}
+}
+
+// The example in the documentation is a valid configuration.
+func TestExampleConfig(t *testing.T) {
+	c, err := LoadConfig("../../docs/hub.example.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Enrolment) != 2 || c.Listen != DefaultListen {
+		t.Errorf("example config: %+v", c)
+	}
+}

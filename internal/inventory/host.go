@@ -299,31 +299,7 @@ func (inv *Inventory) getHost(ctx context.Context, q querier, id string) (Host, 
 
 // ListHosts returns the hosts f selects, by name.
 func (inv *Inventory) ListHosts(ctx context.Context, f HostFilter) ([]Host, error) {
-	var w where
-	if f.ClientID != "" {
-		w.add("client_id = ?", f.ClientID)
-	}
-	if f.SiteID != "" {
-		w.add("site_id = ?", f.SiteID)
-	}
-	if f.Status != "" {
-		w.add("status = ?", string(f.Status))
-	}
-	if f.Role != "" {
-		w.add("role = ?", f.Role)
-	}
-	if f.Tag != "" {
-		// Tags are stored as a JSON list of lower-case strings that cannot contain a quote or a
-		// backslash, so `"tag"` appears in the text exactly when the list holds the tag. This works
-		// the same on both databases, where their JSON functions differ.
-		w.add(`tags LIKE ? ESCAPE '!'`, likeContains(`"`+strings.ToLower(strings.TrimSpace(f.Tag))+`"`))
-	}
-	if f.NameContains != "" {
-		w.add("name_fold LIKE ? ESCAPE '!'", likeContains(fold(f.NameContains)))
-	}
-	if f.MachineID != "" {
-		w.add("machine_id = ?", f.MachineID)
-	}
+	w := hostWhere(f, "")
 	rows, err := inv.db.QueryContext(ctx, "SELECT "+hostCols+" FROM hosts"+w.sql()+" ORDER BY name_fold, id"+w.page(f.Page), w.args...)
 	return scanAll(rows, err, scanHost, "listing hosts")
 }

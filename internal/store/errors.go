@@ -160,6 +160,10 @@ func IsUnavailable(err error) bool {
 		errors.Is(err, pgconn.ErrConnClosed) || errors.Is(err, sql.ErrConnDone) {
 		return true
 	}
+	// database/sql's closed pool has no exported error value; its text is stable since Go 1.0.
+	if strings.Contains(err.Error(), "sql: database is closed") {
+		return true
+	}
 	var ce *pgconn.ConnectError
 	if errors.As(err, &ce) {
 		return true
