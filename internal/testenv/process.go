@@ -3,6 +3,9 @@ package testenv
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
 	"net"
 	"net/http"
 	"os"
@@ -13,16 +16,44 @@ import (
 	"time"
 )
 
-// BuildSage builds the real sage binary into the test's temporary directory and returns its path.
+// BuildSage builds the real sage binary once per test process and returns its path. Linking the
+// full binary takes tens of seconds on a busy machine, and a package's tests would otherwise link it
+// once per test. The binary sits in a directory named after the package, replaced by rename, so
+// that repeated runs reuse one file instead of filling the temporary directory.
 func BuildSage(t testing.TB) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "sage")
-	out, err := exec.Command("go", "build", "-o", bin, "github.com/serversage/sage/cmd/sage").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	buildOnce.Do(func() {
+		wd, err := os.Getwd()
+		if err != nil {
+			buildErr = err
+			return
+		}
+		sum := sha256.Sum256([]byte(wd))
+		dir := filepath.Join(os.TempDir(), "sage-test-"+hex.EncodeToString(sum[:6]))
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			buildErr = err
+			return
+		}
+		tmp := filepath.Join(dir, fmt.Sprintf("sage.%d", os.Getpid()))
+		out, err := exec.Command("go", "build", "-o", tmp, "github.com/serversage/sage/cmd/sage").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+			return
+		}
+		built = filepath.Join(dir, "sage")
+		buildErr = os.Rename(tmp, built)
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
 	}
-	return bin
+	return built
 }
+
+var (
+	buildOnce sync.Once
+	built     string
+	buildErr  error
+)
 
 // FreeAddr returns a loopback address with a port free at the time of the call.
 func FreeAddr(t testing.TB) string {
