@@ -82,6 +82,9 @@ func (a *Auth) MiddlewareWith(opts MiddlewareOptions, next http.Handler) http.Ha
 		case errors.Is(err, ErrUnauthenticated):
 			a.challenge(w, r, opts)
 			return
+		case r.Context().Err() != nil:
+			// The client went away while its credentials were being looked up: nobody to answer.
+			return
 		case store.IsUnavailable(err):
 			logger.Warn("authentication: state store unavailable", "err", err)
 			http.Error(w, "the state store is unavailable; try again shortly", http.StatusServiceUnavailable)
