@@ -177,7 +177,9 @@ func openPostgres(ctx context.Context, dsn string) (*DB, error) {
 	}
 	sdb := stdlib.OpenDB(*cfg)
 	sdb.SetMaxOpenConns(20)
-	sdb.SetMaxIdleConns(10)
+	// As many idle as open: with fewer, a burst of concurrent requests closes and reopens
+	// connections (a new PostgreSQL backend each) instead of queueing for one (bench/hub-ui-load.sh).
+	sdb.SetMaxIdleConns(20)
 	sdb.SetConnMaxIdleTime(5 * time.Minute)
 	sdb.SetConnMaxLifetime(time.Hour)
 	pctx := ctx
