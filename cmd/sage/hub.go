@@ -14,6 +14,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/serversage/sage/internal/hub"
@@ -95,19 +96,26 @@ func runHub(args []string, stdout, stderr io.Writer) int {
 
 // announce tells the person who started the hub where it is and how to log in: the generated
 // admin password is shown here once, on standard output, and never logged.
-func announce(w io.Writer, h *hub.Hub, addr net.Addr, dataDir string) {
+func announce(w io.Writer, h *hub.Hub, addr net.Addr, dataDir string, extra ...string) {
 	url := "http://" + browsable(addr) + "/"
-	fmt.Fprintf(w, "\nServerSage is running at %s\n", url)
+	var b strings.Builder
+	fmt.Fprintf(&b, "\nServerSage is running at %s\n", url)
 	switch pw := h.InitialAdminPassword(); {
 	case pw != "":
-		fmt.Fprintf(w, "  log in as admin with password %s\n  (shown this once: keep it, or start with SAGE_ADMIN_PASSWORD set)\n", pw)
+		fmt.Fprintf(&b, "  log in as admin with password %s\n  (shown this once: keep it, or start with SAGE_ADMIN_PASSWORD set)\n", pw)
 	case os.Getenv("SAGE_ADMIN_PASSWORD") != "":
-		fmt.Fprintln(w, "  log in as admin with the password in SAGE_ADMIN_PASSWORD")
+		fmt.Fprintln(&b, "  log in as admin with the password in SAGE_ADMIN_PASSWORD")
 	default:
-		fmt.Fprintln(w, "  log in as admin with the password shown at the first start")
+		fmt.Fprintln(&b, "  log in as admin with the password shown at the first start")
 	}
-	fmt.Fprintf(w, "  Grafana: add a Prometheus data source at %sprometheus with an API token\n", url)
-	fmt.Fprintf(w, "  data: %s\n\n", dataDir)
+	fmt.Fprintf(&b, "  Grafana: add a Prometheus data source at %sprometheus with an API token\n", url)
+	fmt.Fprintf(&b, "  data: %s\n", dataDir)
+	for _, line := range extra {
+		fmt.Fprintf(&b, "  %s\n", line)
+	}
+	b.WriteString("\n")
+	// One write, so that log lines from the hub's goroutines cannot land in the middle of it.
+	_, _ = io.WriteString(w, b.String())
 }
 
 // browsable turns a listening address into one a browser can open: an unspecified address

@@ -150,8 +150,9 @@ func runUp(args []string, stdout, stderr io.Writer) int {
 		defer wg.Done()
 		agentErr <- a.Run(ctx, nil, nil)
 	}()
-	announce(stdout, h, ln.Addr(), dataDir)
-	fmt.Fprintf(stdout, "  more hosts: sage agent --hub http://%s --token-file FILE --listen ADDR:10730\n  (FILE: a copy of %s; --listen here must be reachable from other machines)\n\n", browsable(ln.Addr()), tokenFile)
+	announce(stdout, h, ln.Addr(), dataDir,
+		fmt.Sprintf("more hosts: sage agent --hub http://%s --token-file FILE --listen ADDR:10730", browsable(ln.Addr())),
+		fmt.Sprintf("(FILE: a copy of %s; the agent's --listen address must be reachable from here)", tokenFile))
 	serveErr := h.Serve(ctx, ln)
 	stop() // the hub stopped: stop the agent too
 	wg.Wait()

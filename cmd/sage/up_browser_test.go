@@ -23,11 +23,13 @@ func TestUpInBrowser(t *testing.T) {
 	data := filepath.Join(t.TempDir(), "data")
 	addr := testenv.FreeAddr(t)
 	_, out := testenv.Start(t, "http://"+addr+"/readyz", bin, "up", "--data", data, "--listen", addr, "--scrape-interval", "1s")
-	m := regexp.MustCompile(`running at (http://\S+/)\n\s+log in as admin with password (\S+)`).FindStringSubmatch(out.String())
-	if m == nil {
+	// Standard output and the log share the buffer, so the two are looked for separately.
+	addrM := regexp.MustCompile(`running at (http://\S+/)`).FindStringSubmatch(out.String())
+	pwM := regexp.MustCompile(`log in as admin with password (\S+)`).FindStringSubmatch(out.String())
+	if addrM == nil || pwM == nil {
 		t.Fatalf("sage up did not print an address and a password:\n%s", out.String())
 	}
-	base, password := m[1], m[2]
+	base, password := addrM[1], pwM[1]
 	hostname, err := os.Hostname()
 	if err != nil {
 		t.Fatal(err)
