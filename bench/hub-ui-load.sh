@@ -11,9 +11,10 @@
 # After a few scrape intervals (so that the charts and health figures have data), wrk runs against
 # each endpoint in turn with the API token as a bearer token (the UI accepts it as the API does),
 # rotating through the host ids for the per-host pages. For each run it prints wrk's latency
-# percentiles, requests per second and non-2xx answers, and the hub's CPU time (utime+stime from
-# /proc/PID/stat) per request, gross and net of what the hub spends idle (scraping, health)
-# measured for 15 s before the runs.
+# percentiles, requests per second and non-2xx answers, and CPU time (utime+stime from
+# /proc/PID/stat) per request: the hub's (hub_ms/req), the same net of what the hub spends idle
+# (scraping, health), measured for 15 s before the runs (hub_net_ms), and with PostgreSQL that of
+# the database's backends (pg_ms/req), with the number of backends the hub's pool opened.
 #
 #   bench/hub-ui-load.sh [-s sqlite|postgres] [-d SECONDS] [-c CONNECTIONS] [-t THREADS] [-w WAIT_S] [-o ONLY] [-p]
 #
@@ -28,7 +29,7 @@ while getopts "s:d:c:t:w:o:p" o; do
   case $o in
     s) backend=$OPTARG ;; d) duration=$OPTARG ;; c) conns=$OPTARG ;; t) threads=$OPTARG ;;
     w) wait_s=$OPTARG ;; o) only=$OPTARG ;; p) perf=1 ;;
-    *) sed -n '18,23p' "$0" >&2; exit 2 ;;
+    *) sed -n '19,24p' "$0" >&2; exit 2 ;;
   esac
 done
 case $backend in sqlite | postgres) ;; *) echo "-s: sqlite or postgres" >&2; exit 2 ;; esac
