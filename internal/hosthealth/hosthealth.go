@@ -134,7 +134,9 @@ func (t *Tracker) Refresh(ctx context.Context) error {
 		{`sage_cpu_cores{` + sel + `}`, func(u *usage, v float64) { u.cores = v }},
 	}
 	now := time.Now()
-	values := make(map[Key]usage, len(t.current()))
+	t.mu.RLock()
+	values := make(map[Key]usage, len(t.values))
+	t.mu.RUnlock()
 	for _, q := range queries {
 		vec, err := t.instant(ctx, q.q, now)
 		if err != nil {
@@ -157,12 +159,6 @@ func (t *Tracker) Refresh(ctx context.Context) error {
 	return nil
 }
 
-func (t *Tracker) current() map[Key]usage {
-	t.mu.RLock()
-	defer t.mu.RUnlock()
-	return t.values
-}
-
 func (t *Tracker) instant(ctx context.Context, q string, ts time.Time) (promql.Vector, error) {
 	qry, err := t.metrics.Engine().NewInstantQuery(ctx, t.metrics.Queryable(), nil, q, ts)
 	if err != nil {
@@ -174,27 +170,6 @@ func (t *Tracker) instant(ctx context.Context, q string, ts time.Time) (promql.V
 		return nil, res.Err
 	}
 	return res.Vector()
-}
-
-// All returns the health of every host the job scrapes or that has usage figures.
-func (t *Tracker) All() map[Key]Health {
-	out := map[Key]Health{}
-	t.mu.RLock()
-	for k, u := range t.values {
-		out[k] = withUsage(Health{}, u)
-	}
-	t.mu.RUnlock()
-	for k, tg := range t.targets() {
-		h := targetHealth(tg)
-		t.mu.RLock()
-		u, ok := t.values[k]
-		t.mu.RUnlock()
-		if !ok {
-			u = unknownUsage
-		}
-		out[k] = withUsage(h, u)
-	}
-	return out
 }
 
 // Get returns one host's health.

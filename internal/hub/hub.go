@@ -204,7 +204,6 @@ func (h *Hub) Handler() http.Handler { return h.handler }
 func (h *Hub) Inventory() *inventory.Inventory { return h.inv }
 func (h *Hub) Auth() *auth.Auth                { return h.auth }
 func (h *Hub) Metrics() *metricstore.Store     { return h.metrics }
-func (h *Hub) Health() *hosthealth.Tracker     { return h.health }
 
 // Listen is the configured listen address.
 func (h *Hub) Listen() string { return h.cfg.Listen }
