@@ -79,6 +79,7 @@ type Engine struct {
 	rules RuleSet
 
 	mgr  *rules.Manager
+	esc  *Escalation
 	wake chan struct{} // escalation: something changed, look now
 
 	onIncident func() // called after an incident opens, changes or resolves (the UI's refresh)

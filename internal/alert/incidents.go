@@ -403,7 +403,10 @@ func (e *Engine) resolveTx(ctx context.Context, tx *sql.Tx, id, actor string, no
 			return err
 		}
 	}
-	return addEvent(ctx, tx, id, now, EventResolved, actor, detail)
+	if err := addEvent(ctx, tx, id, now, EventResolved, actor, detail); err != nil {
+		return err
+	}
+	return e.afterCloseTx(ctx, tx, id, StatusResolved)
 }
 
 // Acknowledge marks an incident acknowledged by actor: its escalation stops. Acknowledging twice is
@@ -419,7 +422,10 @@ func (e *Engine) Acknowledge(ctx context.Context, id, actor string, detail map[s
 		if n, _ := res.RowsAffected(); n == 0 {
 			return nil
 		}
-		return addEvent(ctx, tx, id, now, EventAcknowledged, actor, detail)
+		if err := addEvent(ctx, tx, id, now, EventAcknowledged, actor, detail); err != nil {
+			return err
+		}
+		return e.afterCloseTx(ctx, tx, id, StatusAcknowledged)
 	})
 	if err != nil {
 		return Incident{}, fmt.Errorf("alert: acknowledging %s: %w", id, err)

@@ -39,9 +39,19 @@ func alertOf(res bool, kv ...string) alert.Alert {
 	return alert.Alert{Labels: l, Annotations: map[string]string{"summary": "s"}, Value: "93", Resolved: res}
 }
 
+// estates keeps one estate per database, so that a second engine over the same database (a
+// restarted hub) finds the clients it needs without creating them again.
+var estates sync.Map
+
 func engineWithClock(t *testing.T, db *store.DB, c *clock) *alert.Engine {
 	t.Helper()
-	es := newEstate(t, db)
+	v, ok := estates.Load(db)
+	if !ok {
+		v = newEstate(t, db)
+		estates.Store(db, v)
+		t.Cleanup(func() { estates.Delete(db) })
+	}
+	es := v.(*estate)
 	e, err := alert.New(alert.Options{DB: db, Engine: es.metrics.Engine(), Queryable: es.metrics.Queryable(), Now: c.Now})
 	if err != nil {
 		t.Fatal(err)

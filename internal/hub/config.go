@@ -33,6 +33,8 @@ type Config struct {
 	Metrics MetricsConfig `yaml:"metrics"`
 	// Enrolment lists the tokens agents enrol with; each names the client its hosts join.
 	Enrolment []EnrolmentConfig `yaml:"enrolment"`
+	// Alerting configures rule evaluation, notification channels and links.
+	Alerting AlertingConfig `yaml:"alerting"`
 
 	// Filled by Validate from the strings above.
 	retention, scrapeInterval, scrapeTimeout time.Duration
@@ -80,6 +82,8 @@ func LoadConfig(path string) (Config, error) {
 	for i := range c.Enrolment {
 		c.Enrolment[i].TokenFile = rel(c.Enrolment[i].TokenFile)
 	}
+	c.Alerting.RulesDir = rel(c.Alerting.RulesDir)
+	c.Alerting.Notify.ResolvePaths(base)
 	return c, nil
 }
 
@@ -117,6 +121,7 @@ func (c *Config) Validate() []config.FieldError {
 	if c.scrapeTimeout > c.scrapeInterval {
 		fe = append(fe, config.Errorf("metrics.scrape_timeout", "%s exceeds the scrape interval %s", c.scrapeTimeout, c.scrapeInterval))
 	}
+	fe = append(fe, c.Alerting.validate(c.Listen)...)
 	seen := map[string]int{}
 	for i, e := range c.Enrolment {
 		p := fmt.Sprintf("enrolment[%d].", i)

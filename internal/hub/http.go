@@ -49,6 +49,9 @@ func (h *Hub) routes(prom, rest, ui http.Handler) http.Handler {
 	mux.HandleFunc("POST /api/v1/enrol", h.handleEnrol)
 	mux.HandleFunc("POST /api/v1/write", h.handleRemoteWrite)
 	mux.Handle("/api/v1/", h.auth.MiddlewareWith(auth.MiddlewareOptions{Logger: h.logger.With("component", "auth")}, rest))
+	h.alertingRoutes(mux, func(next http.Handler) http.Handler {
+		return h.auth.MiddlewareWith(auth.MiddlewareOptions{Logger: h.logger.With("component", "auth")}, next)
+	})
 	// The UI authenticates its own pages (it serves the login page and static files openly).
 	mux.Handle("/", ui)
 	return mux

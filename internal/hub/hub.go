@@ -20,13 +20,19 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/serversage/sage/internal/alert"
 	"github.com/serversage/sage/internal/api"
 	"github.com/serversage/sage/internal/auth"
 	"github.com/serversage/sage/internal/config"
 	"github.com/serversage/sage/internal/hosthealth"
 	"github.com/serversage/sage/internal/inventory"
 	"github.com/serversage/sage/internal/metricstore"
+	"github.com/serversage/sage/internal/notify"
+	"github.com/serversage/sage/internal/oncall"
 	"github.com/serversage/sage/internal/promapi"
+	"github.com/serversage/sage/internal/rulepack"
 	"github.com/serversage/sage/internal/store"
 	"github.com/serversage/sage/internal/web"
 )
@@ -58,6 +64,12 @@ type Hub struct {
 	health  *hosthealth.Tracker
 	handler http.Handler
 	tokens  []enrolToken
+
+	alerts     *alert.Engine
+	oncall     *oncall.Store
+	dispatcher *notify.Dispatcher
+	pack       *rulepack.Pack
+	registry   *prometheus.Registry
 
 	adminPassword string
 	kick          chan struct{} // a non-blocking request to rebuild the targets now
@@ -103,6 +115,8 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Hub, error) {
 		inv:    inventory.New(db),
 		auth:   auth.New(db),
 		kick:   make(chan struct{}, 1),
+		// The hub's own metrics (rule evaluation, notifications), kept apart from the TSDB's.
+		registry: prometheus.NewRegistry(),
 	}
 	if err := h.init(ctx, secrets); err != nil {
 		h.Close()
@@ -145,6 +159,9 @@ func (h *Hub) init(ctx context.Context, secrets []string) error {
 	prom, err := promapi.New(h.metrics, promapi.Options{Prefix: "/prometheus", Logger: h.logger.With("component", "promapi")})
 	if err != nil {
 		return fmt.Errorf("hub: %w", err)
+	}
+	if err := h.initAlerting(ctx); err != nil {
+		return err
 	}
 	h.health = hosthealth.New(h.metrics, AgentJob, h.cfg.scrapeInterval, h.logger.With("component", "health"))
 	rest := api.New(api.Options{
@@ -215,6 +232,8 @@ func (h *Hub) Run(ctx context.Context) error {
 	wg.Add(1)
 	go func() { defer wg.Done(); h.health.Run(ctx) }()
 	defer wg.Wait()
+	stopAlerting := h.runAlerting(ctx)
+	defer stopAlerting()
 	tick := time.NewTicker(targetsRefresh)
 	defer tick.Stop()
 	purge := time.NewTicker(time.Hour)
@@ -230,6 +249,11 @@ func (h *Hub) Run(ctx context.Context) error {
 				h.logger.Warn("purging expired sessions failed", "err", err)
 			}
 			continue
+		}
+		// Watermarks follow the inventory (a new host needs its series) and overrides written by
+		// another hub on the same database.
+		if err := h.alerts.RebuildWatermarks(ctx); err != nil && ctx.Err() == nil {
+			h.logger.Warn("rebuilding watermarks failed", "err", err)
 		}
 		if err := h.refreshTargets(ctx); err != nil && ctx.Err() == nil {
 			// The next tick or change retries; the scrape manager keeps the previous targets.
