@@ -53,17 +53,17 @@ const (
 
 // Rule is one alerting rule of a pack.
 type Rule struct {
-	File      string // the rule file's name, as given to Parse
-	Group     string
-	Name      string // the alert name
-	Expr      string
-	For       time.Duration
-	Labels    map[string]string
+	File        string // the rule file's name, as given to Parse
+	Group       string
+	Name        string // the alert name
+	Expr        string
+	For         time.Duration
+	Labels      map[string]string
 	Annotations map[string]string
-	Severity  string // critical, warning or info
-	Component string // the component label, else the group's name
-	Watermark *Watermark // nil when the rule is not a threshold
-	Runbook   Runbook    // zero when the rule has none (users' rules may not)
+	Severity    string     // critical, warning or info
+	Component   string     // the component label, else the group's name
+	Watermark   *Watermark // nil when the rule is not a threshold
+	Runbook     Runbook    // zero when the rule has none (users' rules may not)
 }
 
 // HasRunbook reports whether a runbook was given for the rule.
