@@ -113,17 +113,21 @@ func runUp(args []string, stdout, stderr io.Writer) int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// Listening before the hub is built gives it its real address (port 0 resolved), which the
+	// links in notifications need.
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		fmt.Fprintf(stderr, "sage up: %v\n  (another sage up may be running; --listen 127.0.0.1:0 picks a free port)\n", err)
+		return 1
+	}
+	defer ln.Close()
+	cfg.Listen = ln.Addr().String()
 	h, err := hub.New(ctx, cfg, logger.With("part", "hub"))
 	if err != nil {
 		fmt.Fprintf(stderr, "sage up: cannot start the hub: %v\n", err)
 		return 1
 	}
 	defer h.Close()
-	ln, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		fmt.Fprintf(stderr, "sage up: %v\n  (another sage up may be running; --listen 127.0.0.1:0 picks a free port)\n", err)
-		return 1
-	}
 
 	// The agent shares the process, so it leaves GOMAXPROCS alone and listens on loopback
 	// only: nothing but this hub scrapes it, and its port is whatever is free.

@@ -553,4 +553,7 @@ func TestExampleConfig(t *testing.T) {
 	if len(c.Enrolment) != 2 || c.Listen != DefaultListen {
 		t.Errorf("example config: %+v", c)
 	}
+	if c.Alerting.Notify.SMTP == nil || c.Alerting.interval != time.Second || c.Alerting.externalURL.Host != "sage.example.net" {
+		t.Errorf("example alerting section: %+v", c.Alerting)
+	}
 }
