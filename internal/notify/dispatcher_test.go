@@ -155,7 +155,7 @@ func TestDispatcherSMTPOutage(t *testing.T) {
 		const n = 5
 		enqueueEmails(t, db, n)
 		d.Wake()
-		waitFor(t, "every notification tried at least 3 times while the server is down", 30*time.Second, func() bool {
+		waitFor(t, "every notification tried at least 3 times while the server is down", 90*time.Second, func() bool {
 			for _, r := range statuses(t, db) {
 				if r.Attempts < 3 || r.Status != OutboxPending {
 					return false
@@ -180,7 +180,7 @@ sage_notification_queue_depth{channel="email"} %d
 		}
 
 		srv.restart(cert)
-		waitFor(t, "the queue to drain", 30*time.Second, allStatus(t, db, OutboxSent))
+		waitFor(t, "the queue to drain", 90*time.Second, allStatus(t, db, OutboxSent))
 		ids := srv.messageIDs(t)
 		if len(ids) != n {
 			t.Errorf("%d distinct Message-IDs, want %d", len(ids), n)

@@ -15,9 +15,11 @@ import (
 	"math/big"
 	"net"
 	"net/mail"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -81,6 +83,7 @@ type smtpServer struct {
 	srv    *smtp.Server
 	ln     net.Listener
 	Addr   string
+	hold   func() // releases the port held while the server is down
 	CAFile string
 
 	mode  string            // starttls (offered), tls (implicit), plain (no TLS at all)
@@ -151,15 +154,43 @@ func (s *smtpServer) start(addr string, cert tls.Certificate) {
 	s.t.Cleanup(func() { _ = srv.Close() })
 }
 
-// stop closes the listener and every connection: the server is down.
+// stop closes the listener and every connection: the server is down. The port stays bound (a
+// socket bound but not listening), so connections are refused as by a stopped server, and no
+// other test's listener on port 0 can take the port meanwhile and receive our mail.
 func (s *smtpServer) stop() {
 	_ = s.srv.Close()
+	s.hold = holdPort(s.t, s.Addr)
 }
 
 // restart brings the server back on the same address.
 func (s *smtpServer) restart(cert tls.Certificate) {
 	s.t.Helper()
+	if s.hold != nil {
+		s.hold()
+		s.hold = nil
+	}
 	s.start(s.Addr, cert)
+}
+
+// holdPort binds a TCP socket to addr without listening, and returns its release.
+func holdPort(t testing.TB, addr string) func() {
+	t.Helper()
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_REUSEADDR, 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().As4()}); err != nil {
+		syscall.Close(fd)
+		t.Fatalf("holding %s during the outage: %v", addr, err)
+	}
+	return func() { syscall.Close(fd) }
 }
 
 func (s *smtpServer) host() string { h, _, _ := net.SplitHostPort(s.Addr); return h }
