@@ -21,7 +21,6 @@ import (
 	"html/template"
 	"io/fs"
 	"maps"
-	"path"
 	"slices"
 	"strings"
 	"time"
@@ -163,7 +162,7 @@ func Parse(files, runbooks map[string][]byte) (*Pack, error) {
 		}
 	}
 	for _, name := range slices.Sorted(maps.Keys(runbooks)) {
-		alert, ok := strings.CutSuffix(path.Base(name), ".md")
+		alert, ok := strings.CutSuffix(name[strings.LastIndexAny(name, `/\`)+1:], ".md")
 		if !ok {
 			probs = append(probs, config.Problem{File: name, Msg: "a runbook is a Markdown file named <AlertName>.md"})
 			continue

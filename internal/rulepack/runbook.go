@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"html/template"
+	"regexp"
 	"strings"
 
 	"github.com/yuin/goldmark"
@@ -56,6 +57,11 @@ func ParseMarkdown(source []byte) ast.Node {
 	return markdown.Parser().Parse(text.NewReader(source))
 }
 
+// stepMarkerRE is an ordered list item's marker: indentation, number, "." or ")", spaces.
+var stepMarkerRE = regexp.MustCompile(`^( *)\d{1,9}[.)](?: +|$)`)
+
+var listMarkersRE = regexp.MustCompile(`^(?:\s*(?:[-*+]|\d{1,9}[.)])\s+)*\s*`)
+
 // ParseRunbook reads a runbook: a level-1 heading with the alert's name, then the five sections
 // as level-2 headings, each present once, in any order, and not empty; the L1 action plan is one
 // numbered list. file names the runbook in problems.
@@ -79,13 +85,15 @@ func ParseRunbook(file, alert string, md []byte) (Runbook, []config.Problem) {
 	lines := strings.Split(strings.ReplaceAll(string(md), "\r\n", "\n"), "\n")
 	for i, l := range lines {
 		n := i + 1
+		// A code fence may open after list markers ("1. ```"), and closes on a line of its own.
 		trimmed := strings.TrimLeft(l, " ")
+		opener := listMarkersRE.ReplaceAllString(l, "")
 		if fence != "" {
 			if strings.HasPrefix(trimmed, fence) {
 				fence = ""
 			}
-		} else if strings.HasPrefix(trimmed, "```") || strings.HasPrefix(trimmed, "~~~") {
-			fence = trimmed[:3]
+		} else if strings.HasPrefix(opener, "```") || strings.HasPrefix(opener, "~~~") {
+			fence = opener[:3]
 		} else if h, ok := strings.CutPrefix(l, "# "); ok {
 			if title || cur != nil {
 				bad(n, "", "a second level-1 heading: a runbook has one, the alert's name")
@@ -198,19 +206,36 @@ func actionPlan(body string) ([]string, string) {
 	if blocks > 1 {
 		return nil, "must be one numbered list and nothing else: put explanations in the steps"
 	}
+	// Each step starts on a line with a marker at the list's own indentation, outside code
+	// fences; goldmark has already said how many there are.
+	n := 0
+	for c := list.FirstChild(); c != nil; c = c.NextSibling() {
+		n++
+	}
 	lines := strings.Split(body, "\n")
-	lineOf := func(offset int) int { return bytes.Count(src[:offset], []byte("\n")) }
 	type item struct {
 		first, indent int
 	}
 	var items []item
-	for c := list.FirstChild(); c != nil; c = c.NextSibling() {
-		li := c.(*ast.ListItem)
-		start, ok := firstSegment(li)
-		if !ok {
-			return nil, fmt.Sprintf("step %d is empty", len(items)+1)
+	base := len(lines[0]) - len(strings.TrimLeft(lines[0], " "))
+	fence := ""
+	for i, l := range lines {
+		trimmed := strings.TrimLeft(l, " ")
+		if fence != "" {
+			if strings.HasPrefix(trimmed, fence) {
+				fence = ""
+			}
+			continue
 		}
-		items = append(items, item{first: lineOf(start), indent: li.Offset})
+		if m := stepMarkerRE.FindStringSubmatch(l); m != nil && len(m[1]) == base {
+			items = append(items, item{first: i, indent: len(m[0])})
+		}
+		if opener := listMarkersRE.ReplaceAllString(l, ""); strings.HasPrefix(opener, "```") || strings.HasPrefix(opener, "~~~") {
+			fence = opener[:3]
+		}
+	}
+	if len(items) != n {
+		return nil, fmt.Sprintf("could not tell the %d steps apart; start each with its number at the same indentation", n)
 	}
 	steps := make([]string, len(items))
 	for i, it := range items {
@@ -244,21 +269,6 @@ func actionPlan(body string) ([]string, string) {
 		}
 	}
 	return steps, ""
-}
-
-// firstSegment is where the first text of a node starts in the source.
-func firstSegment(n ast.Node) (int, bool) {
-	if n.Type() == ast.TypeBlock {
-		if ls := n.Lines(); ls != nil && ls.Len() > 0 {
-			return ls.At(0).Start, true
-		}
-	}
-	for c := n.FirstChild(); c != nil; c = c.NextSibling() {
-		if s, ok := firstSegment(c); ok {
-			return s, true
-		}
-	}
-	return 0, false
 }
 
 // dedent removes up to n leading spaces.

@@ -155,9 +155,7 @@ func TestRenderRunbookHTMLIsSafe(t *testing.T) {
 
 func FuzzParseRunbook(f *testing.F) {
 	_, runbooks := Shipped()
-	for _, b := range runbooks {
-		f.Add(string(b))
-	}
+	f.Add(string(runbooks["ListenerDown.md"]))
 	f.Add(goodRunbook)
 	f.Add("# A\n## L1 action plan\n1.\n2. x\n")
 	f.Add("# A\n```\n## What it means\n")
@@ -183,4 +181,17 @@ func FuzzParseRunbook(f *testing.F) {
 			t.Fatal(err)
 		}
 	})
+}
+
+// TestParseRunbookFenceInStep: a code block opened on a step's own line is code to its end, even
+// when it holds something that looks like a section.
+func TestParseRunbookFenceInStep(t *testing.T) {
+	md := strings.Replace(goodRunbook, "4. Escalate.", "4. ```\n   ## What it means\n   ```\n5. Escalate.", 1)
+	rb, probs := ParseRunbook("A.md", "A", []byte(md))
+	if len(probs) > 0 {
+		t.Fatalf("problems: %v", probs)
+	}
+	if len(rb.ActionPlan) != 5 || rb.ActionPlan[3] != "```\n## What it means\n```" || rb.Meaning != "The thing is broken." {
+		t.Errorf("steps %q, meaning %q", rb.ActionPlan, rb.Meaning)
+	}
 }
