@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"html/template"
@@ -11,6 +12,8 @@ import (
 	"github.com/serversage/sage/internal/alert"
 	"github.com/serversage/sage/internal/auth"
 	"github.com/serversage/sage/internal/config"
+	"github.com/serversage/sage/internal/inventory"
+	"github.com/serversage/sage/internal/manual"
 )
 
 // maxAlertingBody bounds an override or silence request.
@@ -33,9 +36,11 @@ func (h *Hub) alertingRoutes(mux *http.ServeMux, authed func(http.Handler) http.
 	mux.Handle("POST /api/v1/silences", authed(http.HandlerFunc(h.createSilence)))
 	mux.Handle("DELETE /api/v1/silences/{id}", authed(http.HandlerFunc(h.expireSilence)))
 	mux.Handle("GET /api/v1/rules", authed(http.HandlerFunc(h.listRules)))
+	mux.Handle("GET /api/v1/manual", authed(http.HandlerFunc(h.manualDownload)))
 	mux.HandleFunc("GET /ack/{token}", h.ackPage)
 	mux.HandleFunc("POST /ack/{token}", h.ackPost)
 	mux.Handle("GET /runbooks/{alert}", authed(http.HandlerFunc(h.runbookPage)))
+	h.oncallRoutes(mux, authed)
 }
 
 func actor(r *http.Request) string {
@@ -354,4 +359,92 @@ func (h *Hub) runbookPage(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	_ = runbookTmpl.Execute(w, map[string]any{"Name": rl.Name, "Severity": rl.Severity, "Expr": rl.Expr, "Watermark": wm, "Body": body})
+}
+
+// manualInput is the live manual: the active rule set, and each client's overridden watermarks.
+func (h *Hub) manualInput(r *http.Request) (manual.Input, error) {
+	ctx := r.Context()
+	in := manual.FromPack(h.pack, "", time.Now())
+	ovs, err := h.alerts.ListOverrides(ctx, alert.OverrideFilter{})
+	if err != nil {
+		return manual.Input{}, err
+	}
+	clients, err := h.inv.ListClients(ctx, inventory.ClientFilter{})
+	if err != nil {
+		return manual.Input{}, err
+	}
+	sites, err := h.inv.ListSites(ctx, inventory.SiteFilter{})
+	if err != nil {
+		return manual.Input{}, err
+	}
+	siteName := map[string]string{}
+	for _, s := range sites {
+		siteName[s.ID] = s.Name
+	}
+	hostName := map[string]string{}
+	byClient := map[string][]manual.Override{}
+	for _, o := range ovs {
+		scope := ""
+		switch o.Scope {
+		case alert.ScopeClient:
+			scope = "client"
+		case alert.ScopeSite:
+			scope = "site " + siteName[o.SiteID]
+		default:
+			name, ok := hostName[o.HostID]
+			if !ok {
+				if host, err := h.inv.GetHost(ctx, o.HostID); err == nil {
+					name = host.Name
+				}
+				hostName[o.HostID] = name
+			}
+			scope = "host " + name
+		}
+		if o.UnitLabel != "" {
+			scope += " " + o.UnitLabel + " " + o.UnitValue
+		}
+		unit := ""
+		if s, ok := h.alerts.Spec(o.Alert); ok {
+			unit = s.Unit
+		}
+		byClient[o.ClientID] = append(byClient[o.ClientID], manual.Override{Alert: o.Alert, Scope: scope, Value: o.Value, Unit: unit})
+	}
+	for _, c := range clients {
+		if len(byClient[c.ID]) > 0 {
+			in.Clients = append(in.Clients, manual.Client{Name: c.Name, Overrides: byClient[c.ID]})
+		}
+	}
+	return in, nil
+}
+
+// manualDownload serves the L1 training manual built from the live rules and overrides:
+// GET /api/v1/manual?format=html|pdf (also linked from the UI).
+func (h *Hub) manualDownload(w http.ResponseWriter, r *http.Request) {
+	format := r.URL.Query().Get("format")
+	if format == "" {
+		format = "html"
+	}
+	if format != "html" && format != "pdf" {
+		writeJSON(w, http.StatusBadRequest, apiError{Error: "format: html or pdf"})
+		return
+	}
+	in, err := h.manualInput(r)
+	if err != nil {
+		h.alertingError(w, err)
+		return
+	}
+	var buf bytes.Buffer
+	render := manual.HTML
+	ctype := "text/html; charset=utf-8"
+	if format == "pdf" {
+		render, ctype = manual.PDF, "application/pdf"
+	}
+	if err := render(&buf, in); err != nil {
+		h.logger.Error("building the manual", "format", format, "err", err)
+		writeJSON(w, http.StatusInternalServerError, apiError{Error: "could not build the manual"})
+		return
+	}
+	w.Header().Set("Content-Type", ctype)
+	w.Header().Set("Content-Disposition", `attachment; filename="sage-l1-manual.`+format+`"`)
+	_, _ = w.Write(buf.Bytes())
 }

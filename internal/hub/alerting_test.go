@@ -236,4 +236,32 @@ func TestAlertingEndToEnd(t *testing.T) {
 	if err != nil || in.Status != alert.StatusAcknowledged || in.AckedBy != "alice" {
 		t.Fatalf("after POST of the link: %+v %v, want acknowledged by alice", in, err)
 	}
+
+	// An override through the API, then the live manual lists it in acme's appendix.
+	api := func(method, path, body string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest(method, th.srv.URL+path, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+th.apiToken)
+		req.Header.Set("Content-Type", "application/json")
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return res.StatusCode, string(b)
+	}
+	if code, body := api("POST", "/api/v1/overrides", `{"alert":"TestBreach","scope":"client","client_id":"`+client.ID+`","value":-1}`); code != http.StatusBadRequest || !strings.Contains(body, `"field":"value"`) {
+		t.Errorf("negative override: %d %s, want 400 naming value", code, body)
+	}
+	if code, body := api("POST", "/api/v1/overrides", `{"alert":"TestBreach","scope":"client","client_id":"`+client.ID+`","value":7.5}`); code != http.StatusCreated {
+		t.Fatalf("override: %d %s", code, body)
+	}
+	code, page := api("GET", "/api/v1/manual?format=html", "")
+	if code != http.StatusOK || !strings.Contains(page, "TestBreach") || !strings.Contains(page, "check-level --host h1") || !strings.Contains(page, "7.5") {
+		t.Errorf("manual: %d, want the rule, its action plan and acme's override 7.5 (%d bytes)", code, len(page))
+	}
+	if code, pdf := api("GET", "/api/v1/manual?format=pdf", ""); code != http.StatusOK || !strings.HasPrefix(pdf, "%PDF") {
+		t.Errorf("manual PDF: %d, %q...", code, pdf[:min(len(pdf), 10)])
+	}
 }
