@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -25,13 +27,15 @@ func init() {
 func runManual(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("sage manual", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	var format, out, rulesDir, title string
+	var format, out, rulesDir, title, hubURL, tokenFile string
 	fs.StringVar(&format, "format", "html", "`format` of the manual: html or pdf")
 	fs.StringVar(&out, "out", "", "`file` to write the manual to (- for standard output); required")
 	fs.StringVar(&rulesDir, "rules", "", "`directory` of extra Prometheus rule files (*.yml, *.yaml) and runbooks (<AlertName>.md) to include with the shipped rules")
+	fs.StringVar(&hubURL, "hub", "", "`URL` of a hub: the manual of its live rules and each client's overridden watermarks (with --token-file)")
+	fs.StringVar(&tokenFile, "token-file", "", "`file` holding an API token of the hub (sage token create)")
 	fs.StringVar(&title, "title", "", "the manual's `title` (default \"ServerSage L1 training manual\")")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: sage manual --format html|pdf --out FILE [--rules DIR] [--title TITLE]")
+		fmt.Fprintln(stderr, "Usage: sage manual --format html|pdf --out FILE [--rules DIR | --hub URL --token-file FILE] [--title TITLE]")
 		fmt.Fprintln(stderr, "\nWrites the L1 training manual: every alert with what it watches, its default watermark and its runbook.")
 		fmt.Fprintln(stderr, "\nFlags:")
 		fs.PrintDefaults()
@@ -56,15 +60,30 @@ func runManual(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 
-	in, err := manualInput(rulesDir, title, time.Now())
-	if err != nil {
-		fmt.Fprintf(stderr, "sage manual: %s\n", indentAfterFirst(err.Error()))
-		return 1
-	}
-	var b bytes.Buffer
-	if err := write(&b, in); err != nil {
-		fmt.Fprintf(stderr, "sage manual: %v\n", err)
-		return 1
+	var (
+		b      bytes.Buffer
+		alerts int
+	)
+	if hubURL != "" {
+		if rulesDir != "" || tokenFile == "" {
+			fmt.Fprintln(stderr, "sage manual: --hub needs --token-file, and takes the hub's rules instead of --rules")
+			return 2
+		}
+		if err := fetchManual(hubURL, tokenFile, format, &b); err != nil {
+			fmt.Fprintf(stderr, "sage manual: %v\n", err)
+			return 1
+		}
+	} else {
+		in, err := manualInput(rulesDir, title, time.Now())
+		if err != nil {
+			fmt.Fprintf(stderr, "sage manual: %s\n", indentAfterFirst(err.Error()))
+			return 1
+		}
+		if err := write(&b, in); err != nil {
+			fmt.Fprintf(stderr, "sage manual: %v\n", err)
+			return 1
+		}
+		alerts = len(in.Rules)
 	}
 	if out == "-" {
 		if _, err := stdout.Write(b.Bytes()); err != nil {
@@ -77,8 +96,43 @@ func runManual(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "sage manual: %v\n", err)
 		return 1
 	}
-	fmt.Fprintf(stderr, "Wrote the %s manual (%d alerts) to %s\n", strings.ToUpper(format), len(in.Rules), out)
+	if alerts > 0 {
+		fmt.Fprintf(stderr, "Wrote the %s manual (%d alerts) to %s\n", strings.ToUpper(format), alerts, out)
+	} else {
+		fmt.Fprintf(stderr, "Wrote the %s manual of %s to %s\n", strings.ToUpper(format), hubURL, out)
+	}
 	return 0
+}
+
+// fetchManual downloads the live manual from a hub's /api/v1/manual. The token is read from its
+// file and never printed.
+func fetchManual(hubURL, tokenFile, format string, w io.Writer) error {
+	tok, err := os.ReadFile(tokenFile)
+	if err != nil {
+		return fmt.Errorf("--token-file: %w", err)
+	}
+	u, err := url.Parse(strings.TrimSuffix(hubURL, "/") + "/api/v1/manual")
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") {
+		return fmt.Errorf("--hub %q: not an http(s) URL", hubURL)
+	}
+	u.RawQuery = url.Values{"format": {format}}.Encode()
+	req, err := http.NewRequest(http.MethodGet, u.String(), nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(tok)))
+	client := &http.Client{Timeout: 2 * time.Minute}
+	res, err := client.Do(req)
+	if err != nil {
+		return fmt.Errorf("asking the hub: %w", err)
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(io.LimitReader(res.Body, 4096))
+		return fmt.Errorf("the hub answered %s: %s", res.Status, strings.TrimSpace(string(msg)))
+	}
+	_, err = io.Copy(w, res.Body)
+	return err
 }
 
 // manualInput builds the manual from the shipped rule pack plus the rule files and runbooks in

@@ -4,6 +4,8 @@ package main
 
 import (
 	"bytes"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -118,5 +120,46 @@ func TestManualCommand(t *testing.T) {
 	}
 	if _, err := os.Stat(target); err == nil {
 		t.Error("a manual was written despite invalid rules")
+	}
+}
+
+// TestManualFromHub: with --hub the manual is the hub's live one, fetched with the API token from
+// its file; a refused token is an error that does not print the token.
+func TestManualFromHub(t *testing.T) {
+	const token = "tok-0123456789abcdefghijklmnopqrstuvwxyz"
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/api/v1/manual" || r.URL.Query().Get("format") != "pdf" {
+			http.NotFound(w, r)
+			return
+		}
+		if r.Header.Get("Authorization") != "Bearer "+token {
+			http.Error(w, `{"error":"authentication required"}`, http.StatusUnauthorized)
+			return
+		}
+		_, _ = w.Write([]byte("%PDF-1.4 live"))
+	}))
+	defer srv.Close()
+	dir := t.TempDir()
+	good, bad := filepath.Join(dir, "good"), filepath.Join(dir, "bad")
+	_ = os.WriteFile(good, []byte(token+"\n"), 0o600)
+	_ = os.WriteFile(bad, []byte("wrong-token-value"), 0o600)
+	for _, c := range []struct {
+		name, tokenFile string
+		code            int
+		out, errText    string
+	}{
+		{"live manual", good, 0, "%PDF-1.4 live", ""},
+		{"refused", bad, 1, "", "401"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			code := runManual([]string{"--hub", srv.URL, "--token-file", c.tokenFile, "--format", "pdf", "--out", "-"}, &stdout, &stderr)
+			if code != c.code || stdout.String() != c.out || !strings.Contains(stderr.String(), c.errText) {
+				t.Errorf("code %d stdout %q stderr %q", code, stdout.String(), stderr.String())
+			}
+			if strings.Contains(stderr.String(), "wrong-token-value") {
+				t.Error("the token was printed")
+			}
+		})
 	}
 }
