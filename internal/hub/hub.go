@@ -178,6 +178,10 @@ func (h *Hub) init(ctx context.Context, secrets []string) error {
 		ScrapeInterval: h.cfg.scrapeInterval,
 		Logger:         h.logger.With("component", "web"),
 		HostsChanged:   h.HostsChanged,
+		Alerts:         h.alerts,
+		OnCall:         h.oncall,
+		Pack:           h.pack,
+		Outbox:         h.db,
 	})
 	if err != nil {
 		return fmt.Errorf("hub: %w", err)

@@ -23,13 +23,18 @@ import (
 	"net/http"
 	"net/url"
 	"path"
+	"runtime"
 	"strings"
 	"time"
 
+	"github.com/serversage/sage/internal/alert"
 	"github.com/serversage/sage/internal/auth"
 	"github.com/serversage/sage/internal/hosthealth"
 	"github.com/serversage/sage/internal/inventory"
 	"github.com/serversage/sage/internal/metricstore"
+	"github.com/serversage/sage/internal/notify"
+	"github.com/serversage/sage/internal/oncall"
+	"github.com/serversage/sage/internal/rulepack"
 	"github.com/serversage/sage/internal/store"
 )
 
@@ -52,6 +57,12 @@ type Options struct {
 	// HostsChanged is called after the UI creates, changes, approves or deletes a host (and after a
 	// client's or site's change, which renames labels), so the scrape targets follow at once.
 	HostsChanged func()
+	// Alerts, OnCall, Pack and Outbox are the alerting parts behind the incident, rule, silence
+	// and on-call pages (alerts.go); with Alerts nil those pages answer 404.
+	Alerts *alert.Engine
+	OnCall *oncall.Store
+	Pack   *rulepack.Pack
+	Outbox notify.Querier // the state store: each incident's notifications and their results
 }
 
 // UI serves the web pages.
@@ -63,6 +74,10 @@ type UI struct {
 	interval     time.Duration
 	logger       *slog.Logger
 	hostsChanged func()
+	alerting     alerting
+	// chartSlots bounds the chart queries running at once across all pages, so that many
+	// host pages at once queue rather than hold every query's samples in memory together.
+	chartSlots chan struct{}
 
 	pages   map[string]*template.Template
 	assets  map[string]string // static file name -> URL with a content hash, for caching forever
@@ -100,6 +115,8 @@ func New(opts Options) (*UI, error) {
 		interval:     opts.ScrapeInterval,
 		logger:       opts.Logger,
 		hostsChanged: opts.HostsChanged,
+		chartSlots:   make(chan struct{}, max(8, 4*runtime.GOMAXPROCS(0))),
+		alerting:     alerting{alerts: opts.Alerts, oncall: opts.OnCall, pack: opts.Pack, outbox: opts.Outbox},
 	}
 	static, err := fs.Sub(staticFS, "static")
 	if err != nil {
@@ -179,6 +196,8 @@ func (u *UI) routes() http.Handler {
 	h("POST /contracts/{id}/edit", u.contractUpdate)
 	h("GET /contracts/{id}/delete", u.contractDeleteConfirm)
 	h("POST /contracts/{id}/delete", u.contractDelete)
+
+	u.alertRoutes(h)
 
 	h("/", func(w http.ResponseWriter, r *http.Request) error { return errNotFound })
 	return mux
