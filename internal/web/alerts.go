@@ -73,13 +73,13 @@ func actorOf(r *http.Request) string {
 // names resolves client and host ids to names for lists, with one query for the clients and one
 // for the hosts shown.
 type names struct {
-	clients map[string]inventory.ClientName
+	clients map[string]inventory.Client
 	hosts   map[string]inventory.Host
 }
 
 func (u *UI) namesFor(r *http.Request, hostIDs []string) (names, error) {
-	n := names{clients: map[string]inventory.ClientName{}, hosts: map[string]inventory.Host{}}
-	cs, err := u.inv.ListClientNames(r.Context())
+	n := names{clients: map[string]inventory.Client{}, hosts: map[string]inventory.Host{}}
+	cs, err := u.inv.ListClients(r.Context(), inventory.ClientFilter{})
 	if err != nil {
 		return n, err
 	}
