@@ -203,7 +203,7 @@ func (e *Engine) escalate(ctx context.Context, in Incident, now time.Time) error
 			reached := 0
 			for _, p := range t.people {
 				for _, ch := range t.action.ChannelsFor(p) {
-					n, err := e.enqueueStep(ctx, tx, in, t.action, escalated, p, ch)
+					n, err := e.enqueueStep(ctx, tx, in, now, t.action, escalated, p, ch)
 					if err != nil {
 						return err
 					}
@@ -276,7 +276,7 @@ func (e *Engine) policyOf(ctx context.Context, in Incident) (oncall.Policy, erro
 
 // enqueueStep enqueues one notification of a step to one person over one channel, with an
 // acknowledgement link of its own.
-func (e *Engine) enqueueStep(ctx context.Context, tx *sql.Tx, in Incident, a oncall.Action, escalated bool, p oncall.Person, channel string) (int, error) {
+func (e *Engine) enqueueStep(ctx context.Context, tx *sql.Tx, in Incident, now time.Time, a oncall.Action, escalated bool, p oncall.Person, channel string) (int, error) {
 	recipient := p.Email
 	if channel == notify.ChannelSMS {
 		recipient = p.Phone
@@ -317,7 +317,8 @@ func (e *Engine) enqueueStep(ctx context.Context, tx *sql.Tx, in Incident, a onc
 	if err != nil || !created {
 		return 0, err
 	}
-	return 1, addEvent(ctx, tx, in.ID, e.now(), EventNotified, "", map[string]any{
+	// Stamped with the pass's instant, from which the next wait is counted too.
+	return 1, addEvent(ctx, tx, in.ID, now, EventNotified, "", map[string]any{
 		"step": a.Step + 1, "tier": string(a.Tier), "user": p.Name, "user_id": p.UserID, "channel": channel, "recipient": recipient,
 	})
 }

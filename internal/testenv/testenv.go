@@ -62,3 +62,17 @@ func ArtefactDir(t testing.TB, name string) string {
 	}
 	return dir
 }
+
+// Alertmanager returns the path of Prometheus's Alertmanager: `alertmanager` as upstream names it,
+// else `prometheus-alertmanager` as Debian does; it skips or fails the test (see Missing) when
+// neither is installed.
+func Alertmanager(t testing.TB) string {
+	t.Helper()
+	for _, name := range []string{"alertmanager", "prometheus-alertmanager"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	Missing(t, "alertmanager", "install it with: apt-get install prometheus-alertmanager")
+	return ""
+}
