@@ -203,7 +203,7 @@ func TestWatermarkPages(t *testing.T) {
 			t.Fatal(err)
 		}
 
-		must(t, "rules", e.get("/rules"), 200, "CPUBusy", "&gt; 90 %", `href="/runbooks/CPUBusy"`, "FilesystemSpaceLow", "per mountpoint")
+		must(t, "rules", e.get("/rules"), 200, "CPUBusy", "&gt; 90 %", `href="/runbooks/CPUBusy"`, "FilesystemSpaceLow", "per mountpoint", `href="/api/v1/manual?format=pdf"`)
 
 		page := "/rules/watermarks?host=" + db1.ID
 		r := e.get(page)
