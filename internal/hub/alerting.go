@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/model"
 
 	"github.com/serversage/sage/internal/alert"
 	"github.com/serversage/sage/internal/config"
@@ -30,6 +31,10 @@ type AlertingConfig struct {
 	RulesDir string `yaml:"rules_dir"`
 	// Notify configures the channels: smtp, sms, webhooks.
 	Notify notify.Config `yaml:"notify"`
+	// GroupBy are the labels whose values make one incident; default client, host, alertname
+	// (one incident per alert and host). [client, alertname] makes one incident per alert and
+	// client, as an Alertmanager route's group_by would.
+	GroupBy []string `yaml:"group_by"`
 	// RetryMin and RetryMax bound the backoff of failed sends (defaults 5s, 5m).
 	RetryMin string `yaml:"retry_min"`
 	RetryMax string `yaml:"retry_max"`
@@ -52,6 +57,11 @@ func (a *AlertingConfig) validate(listen string) []config.FieldError {
 		fe = append(fe, config.Errorf("alerting.external_url", "%q is not an http(s) URL", a.ExternalURL))
 	} else {
 		a.externalURL = u
+	}
+	for i, l := range a.GroupBy {
+		if !model.LegacyValidation.IsValidLabelName(l) {
+			fe = append(fe, config.Errorf(fmt.Sprintf("alerting.group_by[%d]", i), "%q is not a label name", l))
+		}
 	}
 	for _, f := range a.Notify.Validate() {
 		f.Field = "alerting.notify." + f.Field
@@ -126,6 +136,7 @@ func (h *Hub) initAlerting(ctx context.Context) error {
 		Appendable:  h.metrics.DB(),
 		Parser:      h.metrics.Parser(),
 		Interval:    a.interval,
+		GroupBy:     a.GroupBy,
 		ExternalURL: a.externalURL,
 		Registerer:  h.registry,
 		Logger:      h.logger.With("component", "alert"),

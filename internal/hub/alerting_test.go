@@ -265,3 +265,23 @@ func TestAlertingEndToEnd(t *testing.T) {
 		t.Errorf("manual PDF: %d, %q...", code, pdf[:min(len(pdf), 10)])
 	}
 }
+
+func TestAlertingConfigErrors(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		a     AlertingConfig
+		field string
+	}{
+		{"interval", AlertingConfig{EvaluationInterval: "soon"}, "alerting.evaluation_interval"},
+		{"url", AlertingConfig{ExternalURL: "ftp://x"}, "alerting.external_url"},
+		{"group_by", AlertingConfig{GroupBy: []string{"client", "no-dash"}}, "alerting.group_by[1]"},
+		{"smtp", AlertingConfig{Notify: notify.Config{SMTP: &notify.SMTPConfig{Host: "smtp.example.net", Mode: "none", From: "a@b.c"}}}, "alerting.notify.smtp.mode"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			fe := c.a.validate("127.0.0.1:10731")
+			if len(fe) == 0 || fe[0].Field != c.field {
+				t.Errorf("got %v, want an error on %s", fe, c.field)
+			}
+		})
+	}
+}
