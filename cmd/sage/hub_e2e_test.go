@@ -115,7 +115,7 @@ func TestUpEndToEnd(t *testing.T) {
 	data := filepath.Join(t.TempDir(), "data")
 	addr := testenv.FreeAddr(t)
 	_, out := testenv.Start(t, "http://"+addr+"/readyz", bin, "up", "--data", data, "--listen", addr, "--scrape-interval", "1s")
-	if !strings.Contains(out.String(), "ServerSage is running at http://"+addr+"/") {
+	if !out.WaitFor("ServerSage is running at http://"+addr+"/", 10*time.Second) {
 		t.Errorf("sage up did not print its address:\n%s", out.String())
 	}
 	c := hubClient{url: "http://" + addr, apiToken: createToken(t, bin, "--data", data)}

@@ -23,7 +23,9 @@ func TestUpInBrowser(t *testing.T) {
 	data := filepath.Join(t.TempDir(), "data")
 	addr := testenv.FreeAddr(t)
 	_, out := testenv.Start(t, "http://"+addr+"/readyz", bin, "up", "--data", data, "--listen", addr, "--scrape-interval", "1s")
-	// Standard output and the log share the buffer, so the two are looked for separately.
+	// Standard output and the log share the buffer, so the two are looked for separately, once the
+	// announcement has made it through the pipe.
+	out.WaitFor("log in as admin with password", 10*time.Second)
 	addrM := regexp.MustCompile(`running at (http://\S+/)`).FindStringSubmatch(out.String())
 	pwM := regexp.MustCompile(`log in as admin with password (\S+)`).FindStringSubmatch(out.String())
 	if addrM == nil || pwM == nil {

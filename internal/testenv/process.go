@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -82,6 +83,22 @@ func (o *Output) String() string {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	return o.buf.String()
+}
+
+// WaitFor waits up to d for the output to contain sub, and reports whether it did. Output reaches
+// the buffer through a pipe copied by another goroutine, so a line written just before the
+// process became ready may arrive a moment after.
+func (o *Output) WaitFor(sub string, d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for {
+		if strings.Contains(o.String(), sub) {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // Start runs a program until the test ends, stopping it with SIGINT (and failing the test if it
