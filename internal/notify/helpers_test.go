@@ -186,9 +186,19 @@ func holdPort(t testing.TB, addr string) func() {
 	if err := syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_REUSEADDR, 1); err != nil {
 		t.Fatal(err)
 	}
-	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().As4()}); err != nil {
-		syscall.Close(fd)
-		t.Fatalf("holding %s during the outage: %v", addr, err)
+	// The closed listener's port can take a moment to be free for a new bind (its accepted
+	// connections are still closing); retry briefly.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		err := syscall.Bind(fd, &syscall.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().As4()})
+		if err == nil {
+			break
+		}
+		if err != syscall.EADDRINUSE || time.Now().After(deadline) {
+			syscall.Close(fd)
+			t.Fatalf("holding %s during the outage: %v", addr, err)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	return func() { syscall.Close(fd) }
 }

@@ -355,7 +355,10 @@ func TestMatchesPrometheus(t *testing.T) {
 		// Range queries.
 		{"range constant", "GET", "/query_range", q("query", "node_memory_MemTotal_bytes", "start", start, "end", at, "step", "1"), sameSamples(exact)},
 		{"range up", "GET", "/query_range", q("query", "up", "start", start, "end", at, "step", "2s"), sameSamples(exact)},
-		{"range rate", "GET", "/query_range", q("query", "sum(rate(node_cpu_seconds_total[5s]))", "start", start, "end", at, "step", "1"), sameSamples(within(0.1, 0.1))},
+		// Both should be close to the number of CPUs, but over a 5 s window of 1 s scrapes one
+		// late scrape on a loaded machine moves the extrapolated rate by a fifth: the engine is
+		// the same, the samples are not.
+		{"range rate", "GET", "/query_range", q("query", "sum(rate(node_cpu_seconds_total[5s]))", "start", start, "end", at, "step", "1"), sameSamples(within(0.1, 0.25))},
 		{"POST range", "POST", "/query_range", q("query", "node_memory_MemTotal_bytes", "start", start, "end", at, "step", "1"), sameSamples(exact)},
 
 		// Series, labels, label values.
