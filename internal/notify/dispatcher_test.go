@@ -164,7 +164,7 @@ func TestDispatcherSMTPOutage(t *testing.T) {
 			return true
 		})
 		for _, r := range statuses(t, db) {
-			if r.Status == OutboxFailed || !strings.Contains(r.LastError, "connecting") {
+			if r.Status == OutboxFailed || !(strings.Contains(r.LastError, "greeting") || strings.Contains(r.LastError, "connecting")) {
 				t.Fatalf("%s during the outage: %s %q", r.DedupeKey, r.Status, r.LastError)
 			}
 		}

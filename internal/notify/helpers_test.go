@@ -15,11 +15,10 @@ import (
 	"math/big"
 	"net"
 	"net/mail"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"sync"
-	"syscall"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -83,7 +82,7 @@ type smtpServer struct {
 	srv    *smtp.Server
 	ln     net.Listener
 	Addr   string
-	hold   func() // releases the port held while the server is down
+	gate   *gateListener // resets connections while the server is "down"
 	CAFile string
 
 	mode  string            // starttls (offered), tls (implicit), plain (no TLS at all)
@@ -130,10 +129,12 @@ func (s *smtpServer) start(addr string, cert tls.Certificate) {
 	if addr == "" {
 		addr = "127.0.0.1:0"
 	}
-	ln, err := net.Listen("tcp", addr)
+	raw, err := net.Listen("tcp", addr)
 	if err != nil {
 		s.t.Fatal(err)
 	}
+	s.gate = &gateListener{Listener: raw}
+	var ln net.Listener = s.gate
 	srv := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
 		_, isTLS := c.TLSConnectionState()
 		return &smtpSession{s: s, tls: isTLS, conn: c}, nil
@@ -154,53 +155,32 @@ func (s *smtpServer) start(addr string, cert tls.Certificate) {
 	s.t.Cleanup(func() { _ = srv.Close() })
 }
 
-// stop closes the listener and every connection: the server is down. The port stays bound (a
-// socket bound but not listening), so connections are refused as by a stopped server, and no
-// other test's listener on port 0 can take the port meanwhile and receive our mail.
-func (s *smtpServer) stop() {
-	_ = s.srv.Close()
-	s.hold = holdPort(s.t, s.Addr)
-}
+// stop takes the server down: from now on every connection is reset as soon as it is accepted,
+// as a mail relay with no backend does. The listening socket itself stays open: a closed port is
+// soon taken by another test's outgoing connection (listeners and clients share the ephemeral
+// range), and the server could then never come back on it.
+func (s *smtpServer) stop() { s.gate.down.Store(true) }
 
 // restart brings the server back on the same address.
-func (s *smtpServer) restart(cert tls.Certificate) {
-	s.t.Helper()
-	if s.hold != nil {
-		s.hold()
-		s.hold = nil
-	}
-	s.start(s.Addr, cert)
+func (s *smtpServer) restart(tls.Certificate) { s.gate.down.Store(false) }
+
+// gateListener resets connections while down.
+type gateListener struct {
+	net.Listener
+	down atomic.Bool
 }
 
-// holdPort binds a TCP socket to addr without listening, and returns its release.
-func holdPort(t testing.TB, addr string) func() {
-	t.Helper()
-	ap, err := netip.ParseAddrPort(addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_REUSEADDR, 1); err != nil {
-		t.Fatal(err)
-	}
-	// The closed listener's port can take a moment to be free for a new bind (its accepted
-	// connections are still closing); retry briefly.
-	deadline := time.Now().Add(5 * time.Second)
+func (g *gateListener) Accept() (net.Conn, error) {
 	for {
-		err := syscall.Bind(fd, &syscall.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().As4()})
-		if err == nil {
-			break
+		c, err := g.Listener.Accept()
+		if err != nil || !g.down.Load() {
+			return c, err
 		}
-		if err != syscall.EADDRINUSE || time.Now().After(deadline) {
-			syscall.Close(fd)
-			t.Fatalf("holding %s during the outage: %v", addr, err)
+		if tc, ok := c.(*net.TCPConn); ok {
+			_ = tc.SetLinger(0) // RST, not FIN: the client sees the connection refused outright
 		}
-		time.Sleep(20 * time.Millisecond)
+		_ = c.Close()
 	}
-	return func() { syscall.Close(fd) }
 }
 
 func (s *smtpServer) host() string { h, _, _ := net.SplitHostPort(s.Addr); return h }
