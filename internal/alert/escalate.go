@@ -359,8 +359,7 @@ func (e *Engine) afterCloseTx(ctx context.Context, tx *sql.Tx, id, status string
 	if err != nil {
 		return err
 	}
-	n, err := e.enqueueWebhooks(ctx, tx, in, status)
-	if err != nil {
+	if _, err := e.enqueueWebhooks(ctx, tx, in, status); err != nil {
 		return err
 	}
 	if status == notify.StatusResolved {
@@ -380,17 +379,12 @@ func (e *Engine) afterCloseTx(ctx context.Context, tx *sql.Tx, id, status string
 				return err
 			}
 			nt.DedupeKey = fmt.Sprintf("%s/f%d/resolved/%s/email", in.ID, in.Fires, r.Recipient)
-			if created, err := notify.Enqueue(ctx, tx, e.db.Dialect(), nt); err != nil {
+			if _, err := notify.Enqueue(ctx, tx, e.db.Dialect(), nt); err != nil {
 				return err
-			} else if created {
-				n++
 			}
 		}
 	}
-	if n > 0 && e.esc.Dispatcher != nil {
-		defer e.esc.Dispatcher.Wake()
-	}
-	return nil
+	return nil // the caller wakes the dispatcher once this has committed (changed)
 }
 
 // view is the incident as notifications show it.

@@ -179,10 +179,7 @@ func (e *Engine) Receive(ctx context.Context, source string, alerts []Alert) err
 		changed = changed || c
 	}
 	if changed {
-		e.Wake()
-		if e.onIncident != nil {
-			e.onIncident()
-		}
+		e.changed()
 	}
 	return errors.Join(errs...)
 }
@@ -447,8 +444,14 @@ func (e *Engine) Resolve(ctx context.Context, id, actor string) (Incident, error
 	return e.GetIncident(ctx, id)
 }
 
+// changed runs after an acknowledgement or resolution has committed: the escalation loop looks
+// again, and the dispatcher sends what the change enqueued (waking it inside the transaction
+// would find nothing yet).
 func (e *Engine) changed() {
 	e.Wake()
+	if e.esc != nil && e.esc.Dispatcher != nil {
+		e.esc.Dispatcher.Wake()
+	}
 	if e.onIncident != nil {
 		e.onIncident()
 	}
