@@ -8,7 +8,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"io/fs"
 	"net/http"
 	"net/url"
 	"os"
@@ -155,31 +154,7 @@ func manualInput(rulesDir, title string, now time.Time) (manual.Input, error) {
 // readRulesDir adds the rule files and runbooks under dir, keyed by their paths so that errors
 // name the user's files.
 func readRulesDir(dir string, files, runbooks map[string][]byte) error {
-	found := 0
-	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if d.IsDir() {
-			return nil
-		}
-		var into map[string][]byte
-		switch strings.ToLower(filepath.Ext(path)) {
-		case ".yml", ".yaml":
-			into = files
-		case ".md":
-			into = runbooks
-		default:
-			return nil
-		}
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		into[path] = b
-		found++
-		return nil
-	})
+	found, err := rulepack.ReadDir(dir, files, runbooks)
 	if err != nil {
 		return fmt.Errorf("--rules: %w", err)
 	}

@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/url"
-	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -75,26 +73,8 @@ func (a *AlertingConfig) validate(listen string) []config.FieldError {
 func loadRules(dir string) (*rulepack.Pack, error) {
 	files, runbooks := rulepack.Shipped()
 	if dir != "" {
-		entries, err := os.ReadDir(dir)
-		if err != nil {
+		if _, err := rulepack.ReadDir(dir, files, runbooks); err != nil {
 			return nil, fmt.Errorf("alerting.rules_dir: %w", err)
-		}
-		for _, e := range entries {
-			name := e.Name()
-			if e.IsDir() {
-				continue
-			}
-			b, err := os.ReadFile(filepath.Join(dir, name))
-			if err != nil {
-				return nil, fmt.Errorf("alerting.rules_dir: %w", err)
-			}
-			switch strings.ToLower(filepath.Ext(name)) {
-			case ".yml", ".yaml":
-				key := "local/" + name
-				files[key] = b
-			case ".md":
-				runbooks[name] = b
-			}
 		}
 	}
 	return rulepack.Parse(files, runbooks)

@@ -21,6 +21,8 @@ import (
 	"html/template"
 	"io/fs"
 	"maps"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -227,4 +229,32 @@ func (p *Pack) RenderRunbookHTML(name string) (template.HTML, error) {
 		return "", fmt.Errorf("rulepack: alert %q has no runbook", name)
 	}
 	return RenderMarkdown(r.Runbook.Markdown)
+}
+
+// ReadDir adds the rule files (*.yml, *.yaml) and runbooks (*.md) under dir, recursively, to files
+// and runbooks, keyed by their paths so that errors name the operator's own files. It returns how
+// many it added.
+func ReadDir(dir string, files, runbooks map[string][]byte) (int, error) {
+	found := 0
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		into := files
+		switch strings.ToLower(filepath.Ext(path)) {
+		case ".yml", ".yaml":
+		case ".md":
+			into = runbooks
+		default:
+			return nil
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		into[path] = b
+		found++
+		return nil
+	})
+	return found, err
 }
