@@ -5,9 +5,12 @@
 # The script builds sage, starts `sage hub` on a fresh state store (SQLite by default, or a new
 # PostgreSQL database with -s postgres), creates an API token, and seeds through the REST API
 # (bench/seed) 50 clients x 100 hosts with two sites each, roles, tags and addresses: per client
-# 4 hosts point at live synthetic agents (bench/ingest serve: a real `sage agent` scrape, captured
-# at the start, with moving values), 2 at closed ports (down, scrape errors), 2 await approval, 1
-# is retired and the rest are active without an agent (unmonitored). The hub scrapes every 15 s.
+# 4 hosts point at live synthetic agents (bench/ingest serve -plausible: a real `sage agent` scrape,
+# captured at the start, with values a healthy host shows: counters at their rate since boot,
+# gauges within 5%; -m serves the ingest benchmark's every-sample-moves values instead, under which
+# the rule pack holds thousands of alerts no real host raises), 2 at closed ports (down, scrape
+# errors), 2 await approval, 1 is retired and the rest are active without an agent (unmonitored).
+# The hub scrapes every 15 s.
 # After a few scrape intervals (so that the charts and health figures have data), wrk runs against
 # each endpoint in turn with the API token as a bearer token (the UI accepts it as the API does),
 # rotating through the host ids for the per-host pages. For each run it prints wrk's latency
@@ -16,20 +19,28 @@
 # (scraping, health), measured for 15 s before the runs (hub_net_ms), and with PostgreSQL that of
 # the database's backends (pg_ms/req), with the number of backends the hub's pool opened.
 #
-#   bench/hub-ui-load.sh [-s sqlite|postgres] [-d SECONDS] [-c CONNECTIONS] [-t THREADS] [-w WAIT_S] [-o ONLY] [-p]
+#   bench/hub-ui-load.sh [-s sqlite|postgres] [-d SECONDS] [-c CONNECTIONS] [-t THREADS] [-w WAIT_S] [-o ONLY] [-p] [-b SAGE] [-a EVAL] [-i IDLE_S] [-m]
 #
 # Defaults: sqlite, 30 s per endpoint, 50 connections, 2 threads, 45 s after seeding. -o runs only
 # the endpoints whose name contains ONLY. -p also records `perf record -g` of the hub during each
-# run into hub-ui-load-NAME.perf.data in the current directory.
+# run into hub-ui-load-NAME.perf.data in the current directory. -b runs the given sage binary
+# instead of building one from the tree, so that two builds (before and after a change) can be
+# measured in turn under the same load. -a sets alerting.evaluation_interval (default: the hub's
+# own, 1s), to tell the pages' cost from the rule evaluation's that runs beside them. -i sets how
+# long the idle hub's CPU is measured before the runs (default: one scrape interval); with -p that
+# window is recorded too (hub-ui-load-idle.perf.data). The alerts the rules hold at that point
+# (count of ALERTS by alert name and state) are printed, since each active alert costs the rule
+# evaluation its template expansions every evaluation. -o none measures the idle hub only.
 # Needs: wrk, curl, go; psql for -s postgres; perf for -p. Exits non-zero on a failed request or
 # setup, not on missing the goal.
 set -euo pipefail
-backend=sqlite duration=30 conns=50 threads=2 wait_s=45 only= perf=
-while getopts "s:d:c:t:w:o:p" o; do
+backend=sqlite duration=30 conns=50 threads=2 wait_s=45 only= perf= bin= eval= idle_s= plausible=-plausible
+while getopts "s:d:c:t:w:o:pb:a:i:m" o; do
   case $o in
     s) backend=$OPTARG ;; d) duration=$OPTARG ;; c) conns=$OPTARG ;; t) threads=$OPTARG ;;
-    w) wait_s=$OPTARG ;; o) only=$OPTARG ;; p) perf=1 ;;
-    *) sed -n '19,24p' "$0" >&2; exit 2 ;;
+    w) wait_s=$OPTARG ;; o) only=$OPTARG ;; p) perf=1 ;; b) bin=$(realpath "$OPTARG") ;; a) eval=$OPTARG ;;
+    i) idle_s=$OPTARG ;; m) plausible= ;;
+    *) sed -n '22,35p' "$0" >&2; exit 2 ;;
   esac
 done
 case $backend in sqlite | postgres) ;; *) echo "-s: sqlite or postgres" >&2; exit 2 ;; esac
@@ -62,7 +73,7 @@ for p in $(seq "$down_base" $((down_base + clients * down_per_client - 1))) $(se
 done
 
 # Plain go build: -trimpath would recompile the Prometheus packages instead of using the cache.
-go build -o "$work/sage" ./cmd/sage
+if [[ -n $bin ]]; then cp "$bin" "$work/sage"; else go build -o "$work/sage" ./cmd/sage; fi
 go build -o "$work/ingest" ./bench/ingest
 go build -o "$work/seed" ./bench/seed
 hz=$(getconf CLK_TCK)
@@ -89,7 +100,7 @@ sleep 1
 curl -fs --compressed -H "Accept: $accept" "http://$agent_addr/metrics" -o "$work/om.txt"
 curl -fs --compressed "http://$agent_addr/metrics" -o "$work/text.txt"
 kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true; unset 'pids[-1]'
-"$work/ingest" serve -om "$work/om.txt" -text "$work/text.txt" -targets "$n_up" -base-port "$up_base" >"$work/serve.log" & pids+=($!)
+"$work/ingest" serve $plausible -om "$work/om.txt" -text "$work/text.txt" -targets "$n_up" -base-port "$up_base" >"$work/serve.log" & pids+=($!)
 wait_up "127.0.0.1:$up_base/metrics"; wait_up "127.0.0.1:$((up_base + n_up - 1))/metrics"
 
 dsn=
@@ -106,6 +117,7 @@ state:
 metrics:
   scrape_interval: ${interval}s
 EOF
+if [[ -n $eval ]]; then printf 'alerting:\n  evaluation_interval: %s\n' "$eval" >>"$work/hub.yml"; fi
 SAGE_ADMIN_PASSWORD=$(head -c 18 /dev/urandom | base64) "$work/sage" hub --config "$work/hub.yml" --log.level warn >"$work/hub.log" 2>&1 & pids+=($!)
 phub=${pids[-1]}
 wait_up "$hub_addr/readyz"
@@ -127,8 +139,19 @@ health=$(grep -o '"state":"[a-z]*"' "$work/all.json" | sed 's/"state":"//; s/"//
 with_cpu=$(grep -Eo '"cpu":-?[0-9]' "$work/all.json" | wc -l || true)
 n_upseen=$(grep -o '"state":"up"' "$work/all.json" | wc -l || true)
 (( n_upseen >= n_up * 9 / 10 )) || fail "only $n_upseen of $n_up hosts with live agents are up ($health)"
-c0=$(cpu_ticks "$phub"); sleep "$interval"; idle=$(( $(cpu_ticks "$phub") - c0 ))
-idle_rate=$(awk -v t="$idle" -v hz="$hz" -v s="$interval" 'BEGIN {printf "%.4f", t / hz / s}')
+idle_s=${idle_s:-$interval}
+if [[ -n $perf ]]; then
+  perf record -q -g -p "$phub" -o "$outdir/hub-ui-load-idle.perf.data" -- sleep "$idle_s" 2>/dev/null & pperf=$!
+fi
+c0=$(cpu_ticks "$phub"); sleep "$idle_s"; idle=$(( $(cpu_ticks "$phub") - c0 ))
+[[ -n $perf ]] && wait "$pperf" 2>/dev/null
+idle_rate=$(awk -v t="$idle" -v hz="$hz" -v s="$idle_s" 'BEGIN {printf "%.4f", t / hz / s}')
+# What the rules hold: every pending or firing alert has its labels and annotations expanded at
+# each evaluation of its rule.
+alerts=$(curl -fs -H "$auth" "http://$hub_addr/prometheus/api/v1/query" --data-urlencode 'query=count by (alertname, alertstate) (ALERTS)' |
+  grep -o '"alertname":"[^"]*","alertstate":"[^"]*"},"value":\[[^,]*,"[0-9]*"' |
+  sed 's/"alertname":"\([^"]*\)","alertstate":"\([^"]*\)"},"value":\[[^,]*,"\([0-9]*\)"/\3 \1 \2/' | sort -rn |
+  awk '{n += $1; s = s sep $1 " " $2 " (" $3 ")"; sep = ", "} END {printf "%d: %s", n, s}') || alerts="(query failed)"
 
 first_id=$(head -1 "$work/ids") first_up=$(head -1 "$work/up-ids")
 # name | path wrk asks for (also checked with curl first) | ids file | path template
@@ -145,8 +168,9 @@ endpoints=(
 
 echo
 echo "$(date -u +%FT%TZ) $(uname -r), $(nproc) cores, load average$(uptime | sed 's/.*load average//'); $(wrk --version 2>&1 | head -1 | cut -d' ' -f1-2)"
-echo "state: $backend; $ids hosts, health: $health; $with_cpu with usage figures;" \
-  "hub idle CPU $(awk -v r="$idle_rate" 'BEGIN {printf "%.1f%%", r * 100}') of a core; wrk -t$threads -c$conns -d${duration}s"
+echo "state: $backend; $ids hosts, health: $health; $with_cpu with usage figures; alerting evaluation ${eval:-default}; agent values $([[ -n $plausible ]] && echo plausible || echo "moving (-m)");" \
+  "hub idle CPU $(awk -v r="$idle_rate" 'BEGIN {printf "%.1f%%", r * 100}') of a core over ${idle_s}s; wrk -t$threads -c$conns -d${duration}s"
+echo "active alerts $alerts"
 pgcol=; [[ $backend == postgres ]] && pgcol=pg_ms/req
 printf '%-16s %8s %8s %8s %8s %8s %8s %8s %6s %11s %10s %9s\n' endpoint p50_ms p90_ms p95_ms p99_ms max_ms req/s requests errors hub_ms/req hub_net_ms $pgcol
 status=0

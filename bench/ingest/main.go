@@ -62,6 +62,7 @@ func serve(ctx context.Context, args []string) error {
 	textFile := fs.String("text", "", "captured Prometheus text payload")
 	n := fs.Int("targets", 100, "number of synthetic agents, one port each")
 	basePort := fs.Int("base-port", 19300, "first port; agents listen on 127.0.0.1:base-port .. base-port+targets-1")
+	plausible := fs.Bool("plausible", false, "serve values a healthy host would show (counters at their rate since boot, gauges within 5%, states fixed) instead of moving every sample")
 	_ = fs.Parse(args)
 
 	om, err := loadTemplate(*omFile)
@@ -71,6 +72,10 @@ func serve(ctx context.Context, args []string) error {
 	text, err := loadTemplate(*textFile)
 	if err != nil {
 		return err
+	}
+	if *plausible {
+		om.plausible()
+		text.plausible()
 	}
 	h := &targets{om: om, text: text, start: time.Now()}
 	var srvs []*http.Server

@@ -27,6 +27,10 @@ type sample struct {
 	integer bool // the captured value is a whole number: keep it one, as byte and packet counts are
 	kind    kind
 	suffix  []byte
+	// plausible: move as a real host's value does (see plausible), with rate the counter's
+	// average per second.
+	plausible bool
+	rate      float64
 }
 
 // template is a captured exposition split into literal text and samples, so that each scrape can
@@ -155,6 +159,9 @@ func kindOf(name, familyType string) kind {
 // between 1 and 7 per second; gauges oscillate by 5% of their value (at least 100) with a period
 // of 50 to 110 seconds. Target and sample shift the phase so that no two series move in lockstep.
 func (s *sample) value(j, k int, t float64) float64 {
+	if s.plausible {
+		return s.plausibleValue(j, k, t)
+	}
 	switch s.kind {
 	case advance:
 		rate := float64(1 + (j+k)%7)
@@ -174,6 +181,28 @@ func (s *sample) value(j, k int, t float64) float64 {
 	return s.base
 }
 
+// plausibleValue is sample k's value for target j in a plausible template: counters advance at
+// their own rate, scaled by 0.8-1.2 per target (the same for every series of a target, so that a
+// histogram's buckets stay ordered); gauges oscillate by 5% of their value.
+func (s *sample) plausibleValue(j, k int, t float64) float64 {
+	switch s.kind {
+	case advance:
+		v := s.base + s.rate*t*(0.8+0.4*float64(j%11)/10)
+		if s.integer {
+			return math.Floor(v)
+		}
+		return v
+	case wiggle:
+		period := float64(50 + (j*31+k*17)%61)
+		v := s.base + 0.05*s.base*math.Sin(2*math.Pi*t/period+float64(j)+float64(k)*0.7)
+		if s.integer {
+			return math.Round(v)
+		}
+		return v
+	}
+	return s.base
+}
+
 // render appends target j's exposition at t seconds into the run to buf.
 func (tp *template) render(buf []byte, j int, t float64) []byte {
 	for k := range tp.samples {
@@ -184,4 +213,47 @@ func (tp *template) render(buf []byte, j int, t float64) []byte {
 		buf = append(buf, s.suffix...)
 	}
 	return append(buf, tp.literals[len(tp.samples)]...)
+}
+
+// plausible makes the template a host's own values rather than the every-sample-moves load of the
+// ingest comparison: a rule pack evaluated over it (bench/hub-ui-load.sh) then holds the alerts a
+// healthy estate holds, not thousands no real host could raise (error counters climbing several a
+// second, a listener's 0/1 state at -80, reboots every second, CPU modes summing to far more than
+// a second per second).
+//
+// Counters advance at their average rate since the captured host booted (value / uptime, from
+// node_boot_time_seconds and node_time_seconds; a day when the payload has neither), so a counter
+// that was zero stays zero and CPU modes keep their shares. Gauges move by up to 5% of their own
+// value, so zero stays zero and nothing changes sign; gauges at 0 or 1 (states, booleans, _info),
+// Unix timestamps and file system sizes stay put.
+func (tp *template) plausible() {
+	uptime := 86400.0
+	var boot, now float64
+	for _, s := range tp.samples {
+		switch name := string(s.series[:nameEnd(s.series)]); name {
+		case "node_boot_time_seconds":
+			boot = s.base
+		case "node_time_seconds":
+			now = s.base
+		}
+	}
+	if boot > 0 && now > boot {
+		uptime = now - boot
+	}
+	for k := range tp.samples {
+		s := &tp.samples[k]
+		s.plausible = true
+		switch s.kind {
+		case advance:
+			s.rate = math.Max(s.base, 0) / uptime
+		case wiggle:
+			name := string(s.series[:nameEnd(s.series)])
+			// File system sizes and free space move far less than 5% in a benchmark's minutes; a
+			// wave there reads as a disk filling at gigabytes a minute (FilesystemFillingUp).
+			if s.base == 0 || s.base == 1 || (s.base > 1e9 && strings.HasSuffix(name, "_seconds")) ||
+				strings.HasPrefix(name, "node_filesystem_") {
+				s.kind = fixed
+			}
+		}
+	}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"io"
+	"math"
 	"os"
 	"testing"
 
@@ -186,5 +187,65 @@ func TestRealPayload(t *testing.T) {
 	}
 	if same*100 > len(a) {
 		t.Errorf("%d of %d series unchanged after 5s", same, len(a))
+	}
+}
+
+// A host up 1,000 s: its counters advance at value / 1,000 a second, scaled 0.8-1.2 by target.
+const plausibleFixture = `# TYPE node_boot_time_seconds gauge
+node_boot_time_seconds 1.7e9
+# TYPE node_time_seconds gauge
+node_time_seconds 1.700001e9
+# TYPE node_network_receive_errs_total counter
+node_network_receive_errs_total{device="eth0"} 0
+# TYPE node_network_receive_bytes_total counter
+node_network_receive_bytes_total{device="eth0"} 1e6
+# TYPE sage_listener_up gauge
+sage_listener_up{port="22"} 1
+# TYPE node_filesystem_readonly gauge
+node_filesystem_readonly{mountpoint="/"} 0
+# TYPE node_memory_MemAvailable_bytes gauge
+node_memory_MemAvailable_bytes 4e9
+# TYPE node_load1 gauge
+node_load1 0.25
+# TYPE sage_process_group_oldest_start_time_seconds gauge
+sage_process_group_oldest_start_time_seconds{group="sshd"} 1.6999e9
+`
+
+func TestPlausible(t *testing.T) {
+	tp, err := parseTemplate([]byte(plausibleFixture))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp.plausible()
+	for _, tt := range []struct {
+		series       string
+		minPerSecond float64 // change per second between two scrapes, bounds included
+		maxPerSecond float64
+		within       float64 // |value - captured| <= within * |captured| at every scrape
+	}{
+		{series: `{__name__="node_network_receive_errs_total", device="eth0"}`},
+		{series: `{__name__="node_network_receive_bytes_total", device="eth0"}`, minPerSecond: 800, maxPerSecond: 1200, within: 1},
+		{series: `{__name__="sage_listener_up", port="22"}`},
+		{series: `{__name__="node_filesystem_readonly", mountpoint="/"}`},
+		{series: `{__name__="node_memory_MemAvailable_bytes"}`, minPerSecond: -1e9, maxPerSecond: 1e9, within: 0.05},
+		{series: `{__name__="node_load1"}`, minPerSecond: -1, maxPerSecond: 1, within: 0.05},
+		{series: `{__name__="sage_process_group_oldest_start_time_seconds", group="sshd"}`},
+		{series: `{__name__="node_boot_time_seconds"}`},
+	} {
+		t.Run(tt.series, func(t *testing.T) {
+			base := parse(t, []byte(plausibleFixture), textType)[tt.series]
+			for j := range 11 {
+				a := parse(t, tp.render(nil, j, 100), textType)[tt.series]
+				b := parse(t, tp.render(nil, j, 110), textType)[tt.series]
+				if d := (b - a) / 10; d < tt.minPerSecond || d > tt.maxPerSecond {
+					t.Errorf("target %d: %v a second (from %v to %v), want %v to %v", j, d, a, b, tt.minPerSecond, tt.maxPerSecond)
+				}
+				for _, v := range []float64{a, b} {
+					if math.Abs(v-base) > tt.within*math.Abs(base)+1e-9 {
+						t.Errorf("target %d: %v, more than %v of the captured %v", j, v, tt.within, base)
+					}
+				}
+			}
+		})
 	}
 }

@@ -83,6 +83,7 @@ func runAgent(args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 		opts.Enrol = enrolFn
+		opts.Peers = meshPeers(hubURL, tokenFile, opts, logger)
 	}
 
 	if checkConfig {
@@ -185,6 +186,35 @@ func enrolment(hubURL, tokenFile, advertise, hostname string, opts agent.Options
 			"new", res.Created, "agent_url", e.AgentURL, "machine_id", e.MachineID)
 		return nil
 	}, nil
+}
+
+// meshPeers is the agent's Peers hook: the hub's list of this host's east-west peers, asked
+// with the enrolment token (read afresh each time, like enrolment's) and the machine id.
+func meshPeers(hubURL, tokenFile string, opts agent.Options, logger *slog.Logger) func(context.Context) (agent.MeshPeers, error) {
+	src := enrol.DefaultSources(opts.RootPath, opts.ProcPath, opts.SysPath)
+	if p := os.Getenv("SAGE_MACHINE_ID_FILE"); p != "" {
+		src.MachineIDFiles = []string{p}
+	}
+	client := &enrol.Client{Logger: logger}
+	return func(ctx context.Context) (agent.MeshPeers, error) {
+		token, _, err := enrol.ReadToken(tokenFile)
+		if err != nil {
+			return agent.MeshPeers{}, err
+		}
+		e, err := enrol.Gather(src)
+		if err != nil {
+			return agent.MeshPeers{}, err
+		}
+		res, err := client.Peers(ctx, hubURL, token, e.MachineID)
+		if err != nil {
+			return agent.MeshPeers{}, err
+		}
+		out := agent.MeshPeers{MeshToken: res.MeshToken, Peers: make([]agent.MeshPeer, len(res.Peers))}
+		for i, p := range res.Peers {
+			out.Peers[i] = agent.MeshPeer{HostID: p.HostID, Name: p.Name, Address: p.Address, AgentURL: p.AgentURL}
+		}
+		return out, nil
+	}
 }
 
 func orDefault(path string) string {

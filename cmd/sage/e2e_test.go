@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -148,26 +147,7 @@ func TestPrometheusScrapesAgent(t *testing.T) {
 
 	dir := t.TempDir()
 	cfg := fmt.Sprintf("global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: sage\n    static_configs:\n      - targets: ['%s']\n", agentAddr)
-	if err := os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	promAddr := testenv.FreeAddr(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	cmd := exec.CommandContext(ctx, prom, "--config.file="+filepath.Join(dir, "prometheus.yml"),
-		"--storage.tsdb.path="+filepath.Join(dir, "data"), "--web.listen-address="+promAddr)
-	logs := &testenv.Output{}
-	cmd.Stdout, cmd.Stderr = logs, logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		cancel()
-		_ = cmd.Wait()
-		if t.Failed() {
-			t.Logf("prometheus log:\n%s", logs.String())
-		}
-	}()
+	promAddr := startPrometheus(t, prom, dir, cfg)
 
 	query := func(q string) (float64, bool) {
 		resp, err := http.Get("http://" + promAddr + "/api/v1/query?query=" + q)
@@ -290,4 +270,18 @@ func TestReloadOnSIGHUP(t *testing.T) {
 	if b := fetch(t, url); !strings.Contains(b, "node_load1 ") || strings.Contains(b, "node_cpu_seconds_total{") {
 		t.Error("a failed reload changed the running configuration")
 	}
+}
+
+// startPrometheus runs the real Prometheus with config (its prometheus.yml, written into dir) until
+// the test ends, and returns its address once it is ready.
+func startPrometheus(t *testing.T, prom, dir, config string) (addr string) {
+	t.Helper()
+	cfgFile := filepath.Join(dir, "prometheus.yml")
+	if err := os.WriteFile(cfgFile, []byte(config), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	addr = testenv.FreeAddr(t)
+	testenv.Start(t, "http://"+addr+"/-/ready", prom, "--config.file="+cfgFile,
+		"--storage.tsdb.path="+filepath.Join(dir, "data"), "--web.listen-address="+addr)
+	return addr
 }

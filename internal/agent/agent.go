@@ -51,6 +51,9 @@ type Options struct {
 	// again after every reload request, so /metrics is served whatever the hub's state. It should
 	// retry until it succeeds, fails for good, or ctx ends, and log the outcome itself.
 	Enrol func(ctx context.Context, listening net.Addr) error
+	// Peers, when set, fetches this host's mesh peers from the hub (the agent is enrolled): they
+	// become ICMP and TCP probe targets, refreshed every probes.mesh.refresh.
+	Peers func(ctx context.Context) (MeshPeers, error)
 }
 
 // Agent is a running agent.
@@ -62,7 +65,8 @@ type Agent struct {
 	reload  sync.Mutex // serialises reloads
 	handler http.Handler
 
-	own *ownMetrics
+	own    *ownMetrics
+	probes *probes
 }
 
 // New loads the configuration and builds the collectors. It fails on an invalid configuration.
@@ -82,15 +86,20 @@ func New(opts Options) (*Agent, error) {
 		}
 	}
 	a := &Agent{opts: opts, logger: opts.Logger}
-	set, err := a.build()
+	set, cfg, err := a.build()
 	if err != nil {
 		return nil, err
 	}
 	a.set.Store(set)
+	a.probes = newProbes(&cfg.Probes, opts, a.logger)
 
 	a.own = newOwnMetrics()
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", gzipped(newMetricsHandler(a.set.Load, a.own, a.logger)))
+	metrics := newMetricsHandler(a.set.Load, a.own, a.logger)
+	metrics.extra = a.probes.families
+	mux.Handle("/metrics", gzipped(metrics))
+	mux.Handle("/probe", a.probes.probeHandler())
+	mux.Handle("/throughput", a.probes.throughputHandler())
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("ok\n"))
@@ -102,6 +111,7 @@ func New(opts Options) (*Agent, error) {
 		Links: []web.LandingLinks{
 			{Address: "/metrics", Text: "Metrics"},
 			{Address: "/healthz", Text: "Health"},
+			{Address: "/probe?target=127.0.0.1:" + listenPort(opts.Listen) + "&module=tcp_connect&debug=true", Text: "Probe (blackbox_exporter's /probe)"},
 		},
 	})
 	if err != nil {
@@ -113,10 +123,10 @@ func New(opts Options) (*Agent, error) {
 }
 
 // build loads the configuration file and builds a collector set from it.
-func (a *Agent) build() (*collector.Set, error) {
+func (a *Agent) build() (*collector.Set, *Config, error) {
 	cfg, err := LoadConfig(a.opts.ConfigFile)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	cc := cfg.Collectors
 	if a.opts.ConfigFile == "" {
@@ -128,9 +138,9 @@ func (a *Agent) build() (*collector.Set, error) {
 	cc.RootPath = a.opts.RootPath
 	set, err := collector.NewSet(&cc, a.logger)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", a.configName(), err)
+		return nil, nil, fmt.Errorf("%s: %w", a.configName(), err)
 	}
-	return set, nil
+	return set, cfg, nil
 }
 
 // watchSelf is the default configuration's process group and listener: the agent itself. A host's
@@ -169,7 +179,7 @@ func (a *Agent) configName() string {
 // Collectors lists the collectors running now.
 func (a *Agent) Collectors() []string { return a.set.Load().Names() }
 
-// Handler is the agent's HTTP handler: /metrics, /healthz and a landing page.
+// Handler is the agent's HTTP handler: /metrics, /healthz, /probe, /throughput and a landing page.
 func (a *Agent) Handler() http.Handler { return a.handler }
 
 // Reload re-reads the configuration file. On error the running configuration stays and the error
@@ -177,13 +187,14 @@ func (a *Agent) Handler() http.Handler { return a.handler }
 func (a *Agent) Reload() error {
 	a.reload.Lock()
 	defer a.reload.Unlock()
-	set, err := a.build()
+	set, cfg, err := a.build()
 	if err != nil {
 		a.own.reloaded(false)
 		a.logger.Error("configuration reload failed; keeping the running configuration", "err", err)
 		return err
 	}
 	old := a.set.Swap(set)
+	a.probes.apply(&cfg.Probes)
 	// A scrape that already holds the old set may still be running its collectors; give it the
 	// collector deadline to finish before releasing what the old collectors hold.
 	go func() {
@@ -191,7 +202,7 @@ func (a *Agent) Reload() error {
 		old.Close()
 	}()
 	a.own.reloaded(true)
-	a.logger.Info("configuration reloaded", "collectors", set.Names())
+	a.logger.Info("configuration reloaded", "collectors", set.Names(), "probe_targets", len(cfg.Probes.Targets))
 	return nil
 }
 
@@ -218,6 +229,8 @@ func (a *Agent) Run(ctx context.Context, reload <-chan struct{}, ready chan<- ne
 
 	enrolNow, enrolDone := a.startEnrolment(ctx, ln.Addr())
 	defer enrolDone()
+	a.probes.start(ctx)
+	defer a.probes.stop()
 
 	errc := make(chan error, 1)
 	go func() {
@@ -297,4 +310,13 @@ func DefaultStateDir() string {
 		return filepath.Join(home, ".local", "state", "sage")
 	}
 	return filepath.Join(os.TempDir(), "sage-state")
+}
+
+// listenPort is the port of a listen address, for the landing page's example link.
+func listenPort(listen string) string {
+	_, port, err := net.SplitHostPort(listen)
+	if err != nil || port == "0" {
+		return "22"
+	}
+	return port
 }

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"sync"
 
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
@@ -27,6 +28,9 @@ type metricsHandler struct {
 	logger *slog.Logger
 	sem    chan struct{}
 	free   chan *scrapeBuf // at most one per scrape in flight
+
+	// extra, when set, returns families served after the collectors' (the probe scheduler's).
+	extra func() []*dto.MetricFamily
 
 	mu      sync.Mutex
 	formats map[string]expfmt.Format // Accept header -> negotiated format; bounded by maxFormats
@@ -106,7 +110,13 @@ func (h *metricsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	exp := expositionOf(format)
 	filter := nameFilter(r)
-	for _, mf := range buf.fams.List {
+	list := buf.fams.List
+	if h.extra != nil {
+		// The probe scheduler's families (sage_probe_*), after the collectors': names no
+		// collector uses, so the families stay distinct.
+		list = append(list[:len(list):len(list)], h.extra()...)
+	}
+	for _, mf := range list {
 		if filter != nil && !filter[mf.GetName()] {
 			continue
 		}

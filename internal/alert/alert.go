@@ -71,7 +71,8 @@ type Engine struct {
 	logger *slog.Logger
 	now    func() time.Time
 	wm     *Watermarks
-	merged storage.Queryable
+	merged storage.Queryable // the query API's: every watermark series
+	rulesQ storage.Queryable // the rules': watermarks of hosts with series only (MergeForRules)
 
 	inventoryRefs inventoryRefs
 
@@ -117,6 +118,7 @@ func New(o Options) (*Engine, error) {
 		wake:   make(chan struct{}, 1),
 	}
 	e.merged = e.wm.Merge(o.Queryable)
+	e.rulesQ = e.wm.MergeForRules(o.Queryable)
 	return e, nil
 }
 
@@ -274,7 +276,7 @@ func (l liveLoader) Parse(query string) (parser.Expr, error) { return l.e.parser
 func (e *Engine) newManager(ctx context.Context) *rules.Manager {
 	return rules.NewManager(&rules.ManagerOptions{
 		ExternalURL:            e.opts.ExternalURL,
-		QueryFunc:              rules.EngineQueryFunc(e.opts.Engine, e.merged),
+		QueryFunc:              rules.EngineQueryFunc(e.opts.Engine, e.rulesQ),
 		NotifyFunc:             e.notifyFunc,
 		Context:                ctx,
 		Appendable:             e.opts.Appendable,

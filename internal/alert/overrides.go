@@ -305,6 +305,10 @@ func serviceUnit(per, name, target string) (string, bool) {
 	switch per {
 	case "service", "group":
 		return name, name != ""
+	case "target":
+		// A probe target is named by what it probes (probes.targets[].name defaults to the
+		// target), so a service whose target is the probed URL or address maps to its series.
+		return target, target != ""
 	case "port":
 		host := target
 		if u, err := url.Parse(target); err == nil && u.Host != "" {

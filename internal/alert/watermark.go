@@ -113,9 +113,62 @@ func (w *Watermarks) Merge(q storage.Queryable) storage.Queryable {
 	})
 }
 
+// MergeForRules is Merge for rule evaluation: it serves the watermark series only of hosts that
+// have series in q, by the host label. A watermark only matters joined with a host's own series
+// (`M > on(client, host) group_left() sage_watermark{...}`), and with 5,000 hosts in the
+// inventory and a few hundred reporting, every threshold rule would otherwise select, iterate and
+// hash 5,000 watermark series per evaluation for nothing: most of the rule evaluation's CPU. The
+// set is a superset (a host name shared by two clients counts for both), so no join loses a
+// match; only a rule that reads sage_watermark on its own (count, absent) sees fewer series than
+// the query API serves.
+func (w *Watermarks) MergeForRules(q storage.Queryable) storage.Queryable {
+	return storage.QueryableFunc(func(mint, maxt int64) (storage.Querier, error) {
+		primary, err := q.Querier(mint, maxt)
+		if err != nil {
+			return nil, err
+		}
+		secondary := &wmQuerier{set: w.set.Load(), mint: mint, maxt: maxt, hosts: func(ctx context.Context) (map[string]struct{}, error) {
+			// A querier of its own: the merge querier may run the primary's Select beside this.
+			hq, err := q.Querier(mint, maxt)
+			if err != nil {
+				return nil, err
+			}
+			defer hq.Close()
+			names, _, err := hq.LabelValues(ctx, "host", nil)
+			if err != nil {
+				return nil, err
+			}
+			set := make(map[string]struct{}, len(names))
+			for _, n := range names {
+				set[n] = struct{}{}
+			}
+			return set, nil
+		}}
+		return storage.NewMergeQuerier([]storage.Querier{primary}, []storage.Querier{secondary}, storage.ChainedSeriesMerge), nil
+	})
+}
+
 type wmQuerier struct {
 	set        *watermarkSet
 	mint, maxt int64
+	// hosts, when set, names the hosts whose series may be served (MergeForRules); it is asked
+	// once per querier.
+	hosts     func(context.Context) (map[string]struct{}, error)
+	hostsOnce sync.Once
+	present   map[string]struct{}
+	hostsErr  error
+}
+
+// hostFilter returns the hosts a rules querier serves, or nil for every host.
+func (q *wmQuerier) hostFilter(ctx context.Context) (map[string]struct{}, error) {
+	if q.hosts == nil {
+		return nil, nil
+	}
+	q.hostsOnce.Do(func() { q.present, q.hostsErr = q.hosts(ctx) })
+	if q.hostsErr != nil {
+		return nil, fmt.Errorf("alert: hosts with series, for the watermarks: %w", q.hostsErr)
+	}
+	return q.present, nil
 }
 
 // candidates returns the series lists a selection can match: none unless the name can be
@@ -154,14 +207,27 @@ func matchesAll(lset labels.Labels, matchers []*labels.Matcher) bool {
 	return true
 }
 
-func (q *wmQuerier) Select(_ context.Context, sortSeries bool, hints *storage.SelectHints, matchers ...*labels.Matcher) storage.SeriesSet {
+func (q *wmQuerier) Select(ctx context.Context, sortSeries bool, hints *storage.SelectHints, matchers ...*labels.Matcher) storage.SeriesSet {
 	mint, maxt := q.mint, q.maxt
 	if hints != nil {
 		mint, maxt = max(mint, hints.Start), min(maxt, hints.End)
 	}
+	lists := q.candidates(matchers)
+	if len(lists) == 0 {
+		return storage.EmptySeriesSet()
+	}
+	hosts, err := q.hostFilter(ctx)
+	if err != nil {
+		return storage.ErrSeriesSet(err)
+	}
 	var out []storage.Series
-	for _, list := range q.candidates(matchers) {
+	for _, list := range lists {
 		for _, s := range list {
+			if hosts != nil {
+				if _, ok := hosts[s.lset.Get("host")]; !ok {
+					continue
+				}
+			}
 			if matchesAll(s.lset, matchers) {
 				out = append(out, &constSeries{lset: s.lset, value: s.value, mint: mint, maxt: maxt})
 			}
@@ -258,17 +324,20 @@ type fSample struct {
 	f float64
 }
 
-func (s fSample) T() int64                      { return s.t }
-func (s fSample) ST() int64                     { return 0 }
-func (s fSample) F() float64                    { return s.f }
-func (s fSample) H() *histogram.Histogram       { return nil }
-func (s fSample) FH() *histogram.FloatHistogram { return nil }
-func (s fSample) Type() chunkenc.ValueType      { return chunkenc.ValFloat }
-func (s fSample) Copy() chunks.Sample           { return s }
+// The methods are on the pointer so that Get hands out a pointer into the slice: a value in an
+// interface is an allocation at every step of the iterator, and PromQL steps through every
+// watermark series of every threshold rule at each evaluation.
+func (s *fSample) T() int64                      { return s.t }
+func (s *fSample) ST() int64                     { return 0 }
+func (s *fSample) F() float64                    { return s.f }
+func (s *fSample) H() *histogram.Histogram       { return nil }
+func (s *fSample) FH() *histogram.FloatHistogram { return nil }
+func (s *fSample) Type() chunkenc.ValueType      { return chunkenc.ValFloat }
+func (s *fSample) Copy() chunks.Sample           { c := *s; return &c }
 
 type fSamples []fSample
 
-func (s fSamples) Get(i int) chunks.Sample { return s[i] }
+func (s fSamples) Get(i int) chunks.Sample { return &s[i] }
 func (s fSamples) Len() int                { return len(s) }
 
 // formatValue prints a watermark the way a person wrote it: 90, not 90.000000.

@@ -3,12 +3,14 @@ package alert_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/storage"
 
 	"github.com/serversage/sage/internal/alert"
 	"github.com/serversage/sage/internal/config"
@@ -334,6 +336,73 @@ func TestSetRulesRefusesBadRules(t *testing.T) {
 		}
 		if _, ok := es.engine.Rules().Files["test.yml"]; !ok {
 			t.Error("the previous rules were dropped")
+		}
+	})
+}
+
+// TestRulesSeeWatermarksOfReportingHostsOnly: the rules' view of sage_watermark holds the hosts
+// that have series (by host name), so that a threshold rule does not join every inventory host
+// at each evaluation; the query API's view holds every active host; and the join's answer is the
+// same through both.
+func TestRulesSeeWatermarksOfReportingHostsOnly(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		es := newEstate(t, db)
+		now := time.Now()
+		query := func(q storage.Queryable, expr string) []string {
+			t.Helper()
+			qry, err := es.metrics.Engine().NewInstantQuery(context.Background(), q, nil, expr, now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer qry.Close()
+			res := qry.Exec(context.Background())
+			if res.Err != nil {
+				t.Fatalf("%s: %v", expr, res.Err)
+			}
+			vec, err := res.Vector()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var out []string
+			for _, s := range vec {
+				out = append(out, s.Metric.Get("client")+"/"+s.Metric.Get("host"))
+			}
+			sort.Strings(out)
+			return out
+		}
+		const wm = `sage_watermark{alert="HostHot", scope="host"}`
+		const rule = `test_temp > on(client, host) group_left() ` + wm
+		every := []string{"acme/h1", "acme/h2", "acme/h3", "beta/b1"}
+
+		for _, c := range []struct {
+			name       string
+			seed       map[string]float64
+			rules, api []string // sage_watermark as each side sees it
+			breaching  []string
+		}{
+			{name: "no series yet", rules: nil, api: every},
+			{
+				name:  "h1 and b1 report, h1 breaches",
+				seed:  map[string]float64{"test_temp acme/london/h1": 75, "test_temp beta//b1": 20},
+				rules: []string{"acme/h1", "beta/b1"}, api: every, breaching: []string{"acme/h1"},
+			},
+		} {
+			t.Run(c.name, func(t *testing.T) {
+				if c.seed != nil {
+					es.seed(t, now.Add(-time.Second), c.seed)
+				}
+				if got := query(es.engine.RulesQueryable(), wm); !slices.Equal(got, c.rules) {
+					t.Errorf("rules see watermarks of %v, want %v", got, c.rules)
+				}
+				if got := query(es.engine.Queryable(), wm); !slices.Equal(got, c.api) {
+					t.Errorf("the query API sees watermarks of %v, want %v", got, c.api)
+				}
+				for name, q := range map[string]storage.Queryable{"rules": es.engine.RulesQueryable(), "api": es.engine.Queryable()} {
+					if got := query(q, rule); !slices.Equal(got, c.breaching) {
+						t.Errorf("%s: %s = %v, want %v", name, rule, got, c.breaching)
+					}
+				}
+			})
 		}
 	})
 }

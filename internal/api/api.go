@@ -51,6 +51,7 @@ type server struct {
 	hostsChanged func()
 	health       healthFunc // nil: hosts carry no health
 	slugs        *slugCache
+	facts        factsCache // the list's encoded facts (hostjson.go)
 	mux          *http.ServeMux
 }
 

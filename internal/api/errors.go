@@ -102,11 +102,16 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 		code = http.StatusInternalServerError
 		_ = json.NewEncoder(buf).Encode(apiError{Error: "internal error: the answer could not be encoded"})
 	}
+	writeJSONBytes(w, code, buf.Bytes())
+}
+
+// writeJSONBytes sends b, a whole JSON answer, with writeJSON's headers.
+func writeJSONBytes(w http.ResponseWriter, code int, b []byte) {
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
-	h.Set("Content-Length", strconv.Itoa(buf.Len()))
+	h.Set("Content-Length", strconv.Itoa(len(b)))
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(code)
-	_, _ = w.Write(buf.Bytes())
+	_, _ = w.Write(b)
 }

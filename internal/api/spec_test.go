@@ -405,7 +405,7 @@ func TestRoutesDocumented(t *testing.T) {
 		}
 	}
 	sort.Strings(hub)
-	if want := []string{"POST /api/v1/enrol", "POST /api/v1/write"}; !slices.Equal(hub, want) {
+	if want := []string{"GET /api/v1/peers", "POST /api/v1/enrol", "POST /api/v1/write"}; !slices.Equal(hub, want) {
 		t.Errorf("operations tagged %q: %v, want %v", hubTag, hub, want)
 	}
 }

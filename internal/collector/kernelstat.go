@@ -70,6 +70,12 @@ func parseKernelStat(data []byte, s *kernelStat) error {
 			for len(s.cpus) <= n {
 				s.cpus = append(s.cpus, cpuTimes{})
 			}
+			if s.cpus[n].online {
+				// The kernel lists each CPU once; a repeated line (a corrupt file) is not a
+				// second online CPU.
+				fail(line)
+				continue
+			}
 			s.cpus[n] = cpuTimes{
 				online: true,
 				user:   float64(v[0]) / userHZ, nice: float64(v[1]) / userHZ,

@@ -39,7 +39,7 @@ type HubError struct {
 
 func (e *HubError) Error() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "hub refused the enrolment (%d %s)", e.StatusCode, http.StatusText(e.StatusCode))
+	fmt.Fprintf(&b, "hub refused the request (%d %s)", e.StatusCode, http.StatusText(e.StatusCode))
 	if e.Message != "" {
 		b.WriteString(": " + e.Message)
 	}

@@ -187,6 +187,24 @@ func (t *Tracker) Get(k Key) Health {
 	return withUsage(h, u)
 }
 
+// TargetStates calls fn with the key and state (as Health.State: up, down or pending) of every
+// host the hub has a scrape target for; every other host is unmonitored. It is how a page
+// filters thousands of hosts by state while reading only the few with a target.
+func (t *Tracker) TargetStates(fn func(k Key, state string)) {
+	for k, tg := range t.targets() {
+		var state string
+		switch tg.Health() {
+		case scrape.HealthGood:
+			state = "up"
+		case scrape.HealthUnknown:
+			state = "pending"
+		default:
+			state = "down"
+		}
+		fn(k, state)
+	}
+}
+
 func (t *Tracker) targets() map[Key]*scrape.Target {
 	t.idxMu.Lock()
 	defer t.idxMu.Unlock()

@@ -108,6 +108,7 @@ func TestTracker(t *testing.T) {
 	if h.LastScrape.IsZero() || h.LastError != "" {
 		t.Errorf("up host: last scrape %v, error %q", h.LastScrape, h.LastError)
 	}
+	checkTargetStates(t, tr, map[Key]string{web1: "up"})
 
 	// Down, with the scrape's error, within two scrape intervals of the failure (plus the
 	// index's second), without any refresh of the usage.
@@ -115,6 +116,23 @@ func TestTracker(t *testing.T) {
 	waitFor(t, func() bool { h = tr.Get(web1); return h.State() == "down" }, func() string { return "web1 never down" })
 	if !strings.Contains(h.LastError, "500") {
 		t.Errorf("down host's error = %q, want the HTTP status", h.LastError)
+	}
+	checkTargetStates(t, tr, map[Key]string{web1: "down"})
+}
+
+// checkTargetStates: TargetStates names exactly the hosts with a target, each in the state Get
+// gives it.
+func checkTargetStates(t *testing.T, tr *Tracker, want map[Key]string) {
+	t.Helper()
+	got := map[Key]string{}
+	tr.TargetStates(func(k Key, state string) { got[k] = state })
+	if len(got) != len(want) {
+		t.Errorf("TargetStates = %v, want %v", got, want)
+	}
+	for k, s := range want {
+		if got[k] != s || tr.Get(k).State() != s {
+			t.Errorf("%v: TargetStates %q, Get %q, want %q", k, got[k], tr.Get(k).State(), s)
+		}
 	}
 }
 

@@ -48,6 +48,7 @@ func (h *Hub) routes(prom, rest, ui http.Handler) http.Handler {
 	mux.Handle("/prometheus/", h.auth.MiddlewareWith(auth.MiddlewareOptions{Logger: h.logger.With("component", "auth")}, prom))
 	mux.HandleFunc("POST /api/v1/enrol", h.handleEnrol)
 	mux.HandleFunc("POST /api/v1/write", h.handleRemoteWrite)
+	mux.HandleFunc("GET /api/v1/peers", h.handlePeers)
 	mux.Handle("/api/v1/", h.auth.MiddlewareWith(auth.MiddlewareOptions{Logger: h.logger.With("component", "auth")}, rest))
 	h.alertingRoutes(mux, func(next http.Handler) http.Handler {
 		return h.auth.MiddlewareWith(auth.MiddlewareOptions{Logger: h.logger.With("component", "auth")}, next)

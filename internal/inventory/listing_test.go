@@ -1,6 +1,7 @@
 package inventory_test
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -17,7 +18,8 @@ func TestCountAndRefsMatchListHosts(t *testing.T) {
 		acme, other := mustClient(t, inv, "Acme"), mustClient(t, inv, "Other")
 		pune := mustSite(t, inv, acme.ID, "Pune")
 		for _, h := range []inventory.Host{
-			{ClientID: acme.ID, SiteID: pune.ID, Name: "web1", Role: "web", Tags: []string{"prod", "tier_1"}, Status: inventory.StatusActive, MachineID: "m1", AgentURL: "http://10.0.0.1:10730/metrics"},
+			{ClientID: acme.ID, SiteID: pune.ID, Name: "web1", Role: "web", Tags: []string{"prod", "tier_1"}, Status: inventory.StatusActive, MachineID: "m1", AgentURL: "http://10.0.0.1:10730/metrics",
+				Addresses: []string{"10.0.0.1", "web1.acme.example"}, Facts: inventory.Facts{Kernel: "6.1", Cores: 4, Extra: map[string]string{"rack": "r1"}}},
 			{ClientID: acme.ID, SiteID: pune.ID, Name: "Web2", Role: "web", Tags: []string{"prod"}, Status: inventory.StatusActive},
 			{ClientID: acme.ID, Name: "db1", Role: "database", Tags: []string{"prod", "tierx1"}, Status: inventory.StatusPending},
 			{ClientID: acme.ID, Name: "old", Tags: []string{"production"}, Status: inventory.StatusRetired},
@@ -74,6 +76,41 @@ func TestCountAndRefsMatchListHosts(t *testing.T) {
 					want := inventory.HostRef{ID: h.ID, ClientID: h.ClientID, ClientSlug: slugs[h.ClientID], Name: h.Name, Status: h.Status, HasAgent: h.AgentURL != ""}
 					if refs[i] != want {
 						t.Errorf("ref %d = %+v, want %+v", i, refs[i], want)
+					}
+				}
+				if n2, err := inv.CountHostsIn(ctx, paged, nil); err != nil || n2 != n {
+					t.Errorf("CountHostsIn = %d, %v; want %d", n2, err, n)
+				}
+				recs, err := inv.ListHostRecords(ctx, tc.f)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(recs) != len(list) {
+					t.Fatalf("ListHostRecords gave %d, ListHosts %d", len(recs), len(list))
+				}
+				for i, r := range recs {
+					h, err := r.Decode()
+					if err != nil {
+						t.Fatal(err)
+					}
+					if fmt.Sprintf("%#v", h) != fmt.Sprintf("%#v", list[i]) {
+						t.Errorf("record %d decodes to %#v, want %#v", i, h, list[i])
+					}
+				}
+				sums, err := inv.ListHostSummaries(ctx, tc.f, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(sums) != len(list) {
+					t.Fatalf("ListHostSummaries gave %d, ListHosts %d", len(sums), len(list))
+				}
+				names := map[string]string{acme.ID: acme.Name, other.ID: other.Name}
+				sites := map[string]string{pune.ID: pune.Name}
+				for i, h := range list {
+					want := inventory.HostSummary{ID: h.ID, ClientID: h.ClientID, ClientName: names[h.ClientID], ClientSlug: slugs[h.ClientID],
+						SiteID: h.SiteID, SiteName: sites[h.SiteID], Name: h.Name, Role: h.Role, Status: h.Status, AgentURL: h.AgentURL}
+					if sums[i] != want {
+						t.Errorf("summary %d = %+v, want %+v", i, sums[i], want)
 					}
 				}
 			})
@@ -165,6 +202,67 @@ func TestListHostsByID(t *testing.T) {
 					}
 				}
 			})
+		}
+	})
+}
+
+// TestHostSet: a listing restricted to hosts named by client and name (in any case), or to all
+// others, pages and counts like any filter.
+func TestHostSet(t *testing.T) {
+	each(t, func(t *testing.T, inv *inventory.Inventory, db *store.DB) {
+		acme, beta := mustClient(t, inv, "Acme"), mustClient(t, inv, "Beta")
+		for _, n := range []string{"a1", "A2", "a3", "a4"} {
+			mustHost(t, inv, inventory.Host{ClientID: acme.ID, Name: n})
+		}
+		mustHost(t, inv, inventory.Host{ClientID: beta.ID, Name: "a1"})
+		key := func(c inventory.Client, name string) inventory.HostKey {
+			return inventory.HostKey{ClientID: c.ID, Name: name}
+		}
+		tests := []struct {
+			name  string
+			f     inventory.HostFilter
+			set   *inventory.HostSet
+			total int
+			page  string // the names on the page of f.Page, with the client's name
+		}{
+			{"no set", inventory.HostFilter{}, nil, 5, "Acme/a1,Beta/a1,Acme/A2,Acme/a3,Acme/a4"},
+			{"empty set", inventory.HostFilter{}, &inventory.HostSet{}, 0, ""},
+			{"excluding nothing", inventory.HostFilter{}, &inventory.HostSet{Exclude: true}, 5, "Acme/a1,Beta/a1,Acme/A2,Acme/a3,Acme/a4"},
+			{"by client and name", inventory.HostFilter{}, &inventory.HostSet{Keys: []inventory.HostKey{key(beta, "a1"), key(acme, "a2"), key(acme, "nope")}}, 2, "Beta/a1,Acme/A2"},
+			{"excluding", inventory.HostFilter{}, &inventory.HostSet{Keys: []inventory.HostKey{key(beta, "a1"), key(acme, "A2")}, Exclude: true}, 3, "Acme/a1,Acme/a3,Acme/a4"},
+			{"with a filter", inventory.HostFilter{ClientID: acme.ID}, &inventory.HostSet{Keys: []inventory.HostKey{key(beta, "a1"), key(acme, "a1")}}, 1, "Acme/a1"},
+			{"paged", inventory.HostFilter{Page: inventory.Page{Limit: 2, Offset: 1}}, &inventory.HostSet{Keys: []inventory.HostKey{key(acme, "a4")}, Exclude: true}, 4, "Beta/a1,Acme/A2"},
+		}
+		for _, tc := range tests {
+			t.Run(tc.name, func(t *testing.T) {
+				n, err := inv.CountHostsIn(ctx, tc.f, tc.set)
+				if err != nil || n != tc.total {
+					t.Errorf("CountHostsIn = %d, %v; want %d", n, err, tc.total)
+				}
+				l, err := inv.ListHostSummaries(ctx, tc.f, tc.set)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var got []string
+				for _, h := range l {
+					got = append(got, h.ClientName+"/"+h.Name)
+				}
+				if strings.Join(got, ",") != tc.page {
+					t.Errorf("page %v, want %s", got, tc.page)
+				}
+			})
+		}
+		big := &inventory.HostSet{Keys: make([]inventory.HostKey, inventory.MaxHostSetKeys+1)}
+		if _, err := inv.CountHostsIn(ctx, inventory.HostFilter{}, big); !errors.Is(err, inventory.ErrHostSetTooLarge) {
+			t.Errorf("too large a set: %v", err)
+		}
+		clients, err := inv.ListClientNames(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := []inventory.ClientName{{ID: acme.ID, Name: acme.Name, Slug: acme.Slug}, {ID: beta.ID, Name: beta.Name, Slug: beta.Slug}}
+		if !slices.Equal(clients, want) {
+			t.Errorf("ListClientNames = %+v, want %+v", clients, want)
 		}
 	})
 }

@@ -93,7 +93,7 @@ type doc struct {
 // componentOrder and componentInfo arrange the chapters as an engineer meets the problems: the
 // monitoring itself first, then resources, then services, then events.
 var componentOrder = []string{"agent", "filesystem", "meminfo", "cpu", "loadavg", "diskstats", "netdev",
-	"process_groups", "listeners", "processes", "stat", "reboot", "kernel_log"}
+	"process_groups", "listeners", "probes", "processes", "stat", "reboot", "kernel_log"}
 
 var componentInfo = map[string]struct{ title, intro string }{
 	"agent": {"The ServerSage agent", "Every monitored host runs the ServerSage agent, which the hub scrapes every few seconds. " +
@@ -107,6 +107,7 @@ var componentInfo = map[string]struct{ title, intro string }{
 	"netdev":    {"Network interfaces", "Link state, errors, drops and traffic volume of every network interface except loopback."},
 	"process_groups": {"Services (process groups)", "The services the client asked us to watch, each a group of processes named in the agent's configuration (nginx, postgres, tomcat, ...). " +
 		"ProcessGroupDown is the alert L1 meets most: the first response is always the same, and it is in its runbook."},
+	"probes":     {"Probes (targets and mesh)", "What each host sees of the targets it probes (websites, databases, DNS, and the other hosts of its site): failures, packet loss, latency, jitter, certificates about to expire, and a probe scheduler that cannot keep up. A probe failure may be the target's or the path's: sage probe on the host tells which."},
 	"listeners":  {"Listening ports", "The ports the client's services must listen on. A service can run and still not accept connections; these alerts catch that."},
 	"processes":  {"Processes", "All processes on the host: the kernel's limits on processes and threads, and zombie processes."},
 	"stat":       {"Processes blocked on I/O", "Processes stuck waiting for disks or network file systems (state D), from the kernel's statistics."},

@@ -127,6 +127,7 @@ type Store struct {
 	stats   *tsdb.DBStats
 	tracker *promql.ActiveQueryTracker
 	engine  *promql.Engine
+	pages   *promql.Engine // untracked, for the hub's own pages
 	parser  parser.Parser
 	scraper *scraper
 	remote  *remote.Storage // nil without remote write
@@ -170,7 +171,7 @@ func Open(opts Options) (*Store, error) {
 	// Duration expressions are on by default in Prometheus 3; the parser is shared with the API so
 	// that both accept the same language.
 	s.parser = parser.NewParser(parser.Options{ExperimentalDurationExpr: true})
-	s.engine = promql.NewEngine(promql.EngineOpts{
+	engineOpts := promql.EngineOpts{
 		Logger:             logger.With("component", "query engine"),
 		Reg:                opts.Registerer,
 		MaxSamples:         opts.QueryMaxSamples,
@@ -184,7 +185,13 @@ func Open(opts Options) (*Store, error) {
 		EnableAtModifier:     true,
 		EnableNegativeOffset: true,
 		Parser:               s.parser,
-	})
+	}
+	s.engine = promql.NewEngine(engineOpts)
+	// The pages' engine has the same limits and language. Its metrics are not registered: the
+	// prometheus_engine_* families are the query API's, and registering twice would fail.
+	engineOpts.Reg, engineOpts.ActiveQueryTracker = nil, nil
+	engineOpts.Logger = logger.With("component", "page query engine")
+	s.pages = promql.NewEngine(engineOpts)
 
 	s.scraper, err = newScraper(opts, db, func(jobs []string) (*config.Config, error) { return renderConfig(opts, jobs) })
 	if err != nil {
@@ -230,6 +237,14 @@ func tsdbOptions(o Options) *tsdb.Options {
 
 // Engine is the PromQL engine, bound to this store's limits.
 func (s *Store) Engine() *promql.Engine { return s.engine }
+
+// PageEngine is a second PromQL engine over the same storage, with Engine's limits and language
+// but without the active-query tracker, for the hub's own pages (a host page's charts run about
+// ten short range queries). The tracker writes every query into its mmapped file and lets at most
+// QueryMaxConcurrency run at once; for the pages' queries, whose text is fixed by the hub and not
+// by a user, that bookkeeping cost about as much as the queries. Callers bound their own
+// concurrency.
+func (s *Store) PageEngine() *promql.Engine { return s.pages }
 
 // Parser is the PromQL parser the engine uses.
 func (s *Store) Parser() parser.Parser { return s.parser }

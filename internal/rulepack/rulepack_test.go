@@ -44,7 +44,8 @@ func TestShippedPackConventions(t *testing.T) {
 	if len(p.Rules()) < 30 {
 		t.Fatalf("only %d rules in the shipped pack", len(p.Rules()))
 	}
-	components := append(collector.Names(), "agent")
+	// "probes": the agent's probe scheduler (internal/probe), which is no collector.
+	components := append(collector.Names(), "agent", "probes")
 	for _, r := range p.Rules() {
 		t.Run(r.Name, func(t *testing.T) {
 			if r.Labels["component"] == "" || !slices.Contains(components, r.Component) {
@@ -174,6 +175,8 @@ var exemptions = []struct{ pattern, reason string }{
 	{"process_open_fds", "the agent's own descriptors: its procfs readers, constant by design"},
 	{"process_start_time_seconds", "agent restarts show as scrape gaps (AgentDown) and in the agent's log"},
 	{"promhttp_metric_handler_requests_in_flight", "instantaneous; rejected scrapes are counted by promhttp_metric_handler_requests_total (AgentScrapeErrors)"},
+	{"sage_probe_scheduler_(?:targets|concurrency)", "the probe scheduler's configuration: context for the probe alerts"},
+	{"sage_probe_scheduler_probes_in_flight", "instantaneous; a scheduler that falls behind counts skipped runs (sage_probe_skipped_total)"},
 	{"go_.+", "the agent's Go runtime internals: for ServerSage's developers, not for the client's host"},
 }
 
@@ -270,7 +273,10 @@ func TestEveryFamilyHasARule(t *testing.T) {
 func mayBeAbsent(name string) bool {
 	return strings.HasPrefix(name, "sage_kernel_log_") || // needs /dev/kmsg (root)
 		strings.HasPrefix(name, "sage_listener_") || strings.HasPrefix(name, "sage_process_group_") ||
-		strings.HasPrefix(name, "node_disk_") || strings.HasPrefix(name, "node_network_")
+		strings.HasPrefix(name, "node_disk_") || strings.HasPrefix(name, "node_network_") ||
+		// per-target probe families exist only for configured targets or a mesh; the default
+		// agent has neither (only sage_probe_scheduler_*, which are always there)
+		strings.HasPrefix(name, "sage_probe_")
 }
 
 // Target labels the hub puts on every scraped series.

@@ -168,13 +168,11 @@ func (u *UI) clientPage(w http.ResponseWriter, r *http.Request) error {
 	if d.HostTotal, err = u.inv.CountHosts(ctx, inventory.HostFilter{ClientID: c.ID}); err != nil {
 		return err
 	}
-	hosts, err := u.inv.ListHosts(ctx, inventory.HostFilter{ClientID: c.ID, Page: inventory.Page{Limit: clientHostsShown}})
+	hosts, err := u.inv.ListHostSummaries(ctx, inventory.HostFilter{ClientID: c.ID, Page: inventory.Page{Limit: clientHostsShown}}, nil)
 	if err != nil {
 		return err
 	}
-	if d.Hosts, err = u.hostRows(ctx, hosts, []inventory.Client{c}); err != nil {
-		return err
-	}
+	d.Hosts = u.hostRows(hosts)
 	contracts, err := u.inv.ListContracts(ctx, inventory.ContractFilter{ClientID: c.ID})
 	if err != nil {
 		return err

@@ -3,6 +3,7 @@ package web
 import (
 	"context"
 	"fmt"
+	"html/template"
 	"net/http"
 	"net/url"
 	"slices"
@@ -75,7 +76,7 @@ func (q hostsQuery) Filtered() bool {
 }
 
 type hostRow struct {
-	Host       inventory.Host
+	Host       inventory.HostSummary
 	ClientName string
 	SiteName   string
 	Health     hosthealth.Health
@@ -84,6 +85,7 @@ type hostRow struct {
 
 type hostsTable struct {
 	Rows             []hostRow
+	RowsHTML         template.HTML // Rows as table rows (hostRowsHTML)
 	Total            int
 	Page, Pages      int
 	From, To         int
@@ -104,7 +106,7 @@ type hostsData struct {
 
 func (u *UI) hostList(w http.ResponseWriter, r *http.Request) error {
 	q := parseHostsQuery(r.URL.Query())
-	clients, err := u.inv.ListClients(r.Context(), inventory.ClientFilter{})
+	clients, err := u.inv.ListClientNames(r.Context())
 	if err != nil {
 		return err
 	}
@@ -113,25 +115,37 @@ func (u *UI) hostList(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	d := hostsData{base: u.base(r, "Hosts", "hosts"), Query: q, Table: table}
+	d.Clients = make([]option, 0, len(clients)+1)
 	d.Clients = append(d.Clients, option{Value: "", Label: "All clients"})
 	for _, c := range clients {
 		d.Clients = append(d.Clients, option{Value: c.ID, Label: c.Name})
 	}
-	d.Statuses = []option{{"", "Any lifecycle", ""}, {"pending", "Awaiting approval", ""}, {"active", "Active", ""}, {"retired", "Retired", ""}}
-	d.Healths = []option{{"", "Any health", ""}}
-	for _, s := range healthStates {
-		d.Healths = append(d.Healths, option{Value: s, Label: stateLabel(s)})
-	}
+	d.Statuses = lifecycleFilterOptions
+	d.Healths = healthOptions
 	u.render(w, r, http.StatusOK, "hosts", d)
 	return nil
 }
 
+var (
+	lifecycleFilterOptions = []option{{"", "Any lifecycle", ""}, {"pending", "Awaiting approval", ""}, {"active", "Active", ""}, {"retired", "Retired", ""}}
+	healthOptions          = func() []option {
+		o := []option{{"", "Any health", ""}}
+		for _, s := range healthStates {
+			o = append(o, option{Value: s, Label: stateLabel(s)})
+		}
+		return o
+	}()
+)
+
 // hostTable is the hosts table alone, which the page polls to stay live.
 func (u *UI) hostTable(w http.ResponseWriter, r *http.Request) error {
 	q := parseHostsQuery(r.URL.Query())
-	clients, err := u.inv.ListClients(r.Context(), inventory.ClientFilter{})
-	if err != nil {
-		return err
+	var clients []inventory.ClientName
+	if q.Health != "" {
+		var err error
+		if clients, err = u.inv.ListClientNames(r.Context()); err != nil {
+			return err
+		}
 	}
 	table, err := u.hostsTable(r.Context(), q, clients)
 	if err != nil {
@@ -141,54 +155,43 @@ func (u *UI) hostTable(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// hostsTable reads one page of hosts. Filtered by inventory fields only, that is one page query
-// and one count; filtered by health, which only the tracker knows, it is one light query over
-// the matching hosts (ListHostRefs), a map lookup per host, and one query for the page's hosts.
-func (u *UI) hostsTable(ctx context.Context, q hostsQuery, clients []inventory.Client) (hostsTable, error) {
+// hostsTable reads one page of hosts: one count and one page query, with the client's and
+// site's names joined. Filtered by health, which only the tracker knows, the tracker names the
+// hosts that have a scrape target in that state (up, down, pending; unmonitored: none), and the
+// database restricts to (or excludes) those by client and name; clients (needed only then) maps
+// the tracker's client slugs to ids.
+func (u *UI) hostsTable(ctx context.Context, q hostsQuery, clients []inventory.ClientName) (hostsTable, error) {
 	t := hostsTable{Refresh: refreshSeconds(u.interval), Filtered: q.Filtered()}
 	f := inventory.HostFilter{ClientID: q.Client, Status: inventory.Status(q.Status), NameContains: q.Q}
-	page := q.Page
-	var hosts []inventory.Host
-	if q.Health == "" {
-		n, err := u.inv.CountHosts(ctx, f)
-		if err != nil {
-			return t, err
-		}
-		t.Total = n
-		page = clampPage(page, n)
-		f.Page = inventory.Page{Limit: hostsPerPage, Offset: (page - 1) * hostsPerPage}
-		if hosts, err = u.inv.ListHosts(ctx, f); err != nil {
-			return t, err
-		}
-	} else {
-		refs, err := u.inv.ListHostRefs(ctx, f)
-		if err != nil {
-			return t, err
-		}
-		var ids []string
-		for _, h := range refs {
-			if u.healthOf(h.ClientSlug, h.Name).State() == q.Health {
-				ids = append(ids, h.ID)
-			}
-		}
-		t.Total = len(ids)
-		page = clampPage(page, len(ids))
-		lo := min((page-1)*hostsPerPage, len(ids))
-		hi := min(lo+hostsPerPage, len(ids))
-		if hosts, err = u.inv.ListHostsByID(ctx, ids[lo:hi]); err != nil {
-			return t, err
-		}
+	var set *inventory.HostSet
+	if q.Health != "" {
+		set = u.healthSet(q.Health, clients)
 	}
-	rows, err := u.hostRows(ctx, hosts, clients)
+	var (
+		hosts []inventory.HostSummary
+		page  int
+		err   error
+	)
+	if set != nil && len(set.Keys) > inventory.MaxHostSetKeys {
+		hosts, t.Total, page, err = u.healthPageByRefs(ctx, f, q)
+	} else {
+		if t.Total, err = u.inv.CountHostsIn(ctx, f, set); err != nil {
+			return t, err
+		}
+		page = clampPage(q.Page, t.Total)
+		f.Page = inventory.Page{Limit: hostsPerPage, Offset: (page - 1) * hostsPerPage}
+		hosts, err = u.inv.ListHostSummaries(ctx, f, set)
+	}
 	if err != nil {
 		return t, err
 	}
-	t.Rows = rows
+	t.Rows = u.hostRows(hosts)
+	t.RowsHTML = hostRowsHTML(t.Rows)
 	t.Page = page
 	t.Pages = max((t.Total+hostsPerPage-1)/hostsPerPage, 1)
 	if t.Total > 0 {
 		t.From = (page-1)*hostsPerPage + 1
-		t.To = t.From + len(rows) - 1
+		t.To = t.From + len(t.Rows) - 1
 	}
 	if page > 1 {
 		t.PrevURL = withQuery("/hosts", q.values(page-1))
@@ -200,34 +203,62 @@ func (u *UI) hostsTable(ctx context.Context, q hostsQuery, clients []inventory.C
 	return t, nil
 }
 
+// healthSet is the set of hosts in the health state: those whose target is in it, or for
+// "unmonitored" all but those with a target.
+func (u *UI) healthSet(state string, clients []inventory.ClientName) *inventory.HostSet {
+	set := &inventory.HostSet{Exclude: state == "unmonitored"}
+	if u.health == nil {
+		return set // no targets: every host is unmonitored
+	}
+	ids := make(map[string]string, len(clients))
+	for _, c := range clients {
+		ids[c.Slug] = c.ID
+	}
+	u.health.TargetStates(func(k hosthealth.Key, s string) {
+		if id, ok := ids[k.Client]; ok && (set.Exclude || s == state) {
+			set.Keys = append(set.Keys, inventory.HostKey{ClientID: id, Name: k.Host})
+		}
+	})
+	return set
+}
+
+// healthPageByRefs is the health filter for more scrape targets than a HostSet can name: every
+// host f selects is read (light rows), its state looked up, and the page's hosts fetched by key.
+func (u *UI) healthPageByRefs(ctx context.Context, f inventory.HostFilter, q hostsQuery) ([]inventory.HostSummary, int, int, error) {
+	refs, err := u.inv.ListHostRefs(ctx, f)
+	if err != nil {
+		return nil, 0, 0, err
+	}
+	var match []inventory.HostRef
+	for _, h := range refs {
+		if u.healthOf(h.ClientSlug, h.Name).State() == q.Health {
+			match = append(match, h)
+		}
+	}
+	page := clampPage(q.Page, len(match))
+	lo := min((page-1)*hostsPerPage, len(match))
+	hi := min(lo+hostsPerPage, len(match))
+	set := &inventory.HostSet{}
+	for _, h := range match[lo:hi] {
+		set.Keys = append(set.Keys, inventory.HostKey{ClientID: h.ClientID, Name: h.Name})
+	}
+	hosts, err := u.inv.ListHostSummaries(ctx, f, set)
+	return hosts, len(match), page, err
+}
+
 func clampPage(page, total int) int {
 	last := max((total+hostsPerPage-1)/hostsPerPage, 1)
 	return min(max(page, 1), last)
 }
 
-// hostRows adds to each host its client's and site's names and its health.
-func (u *UI) hostRows(ctx context.Context, hosts []inventory.Host, clients []inventory.Client) ([]hostRow, error) {
-	byID := make(map[string]inventory.Client, len(clients))
-	for _, c := range clients {
-		byID[c.ID] = c
-	}
-	sites := map[string]string{}
-	if slices.ContainsFunc(hosts, func(h inventory.Host) bool { return h.SiteID != "" }) {
-		l, err := u.inv.ListSites(ctx, inventory.SiteFilter{})
-		if err != nil {
-			return nil, err
-		}
-		for _, s := range l {
-			sites[s.ID] = s.Name
-		}
-	}
+// hostRows adds to each host its health.
+func (u *UI) hostRows(hosts []inventory.HostSummary) []hostRow {
 	rows := make([]hostRow, len(hosts))
 	for i, h := range hosts {
-		c := byID[h.ClientID]
-		hh := u.healthOf(c.Slug, h.Name)
-		rows[i] = hostRow{Host: h, ClientName: c.Name, SiteName: sites[h.SiteID], Health: hh, State: hh.State()}
+		hh := u.healthOf(h.ClientSlug, h.Name)
+		rows[i] = hostRow{Host: h, ClientName: h.ClientName, SiteName: h.SiteName, Health: hh, State: hh.State()}
 	}
-	return rows, nil
+	return rows
 }
 
 type hostData struct {
