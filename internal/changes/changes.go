@@ -210,7 +210,21 @@ type Event struct {
 	After  Object    `json:"after,omitempty"`
 	// Diff is a unified diff of a text configuration file's (redacted) content.
 	Diff string `json:"diff,omitempty"`
+	// Files are the paths a package event accounts for: file-integrity changes explained by the
+	// package transaction, grouped here instead of reported one by one (at most MaxGroupedFiles;
+	// After["files_changed"] has the full count).
+	Files []string `json:"files,omitempty"`
+	// Tampered marks a file-integrity event on a file a package owns whose content differs from
+	// the package's recorded checksum: the change no package transaction explains.
+	Tampered bool `json:"tampered,omitempty"`
 }
+
+// MaxGroupedFiles bounds Event.Files.
+const MaxGroupedFiles = 1000
+
+// KindFiles is the kind of file-integrity events in the journal (internal/fim's, converted by
+// FromFIM or grouped under a package event).
+const KindFiles = "files"
 
 // Actions.
 const (

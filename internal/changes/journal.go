@@ -1,6 +1,8 @@
 package changes
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"bufio"
 	"bytes"
 	"encoding/json"
@@ -46,6 +48,9 @@ type segment struct {
 
 // journalState is persisted beside the segments.
 type journalState struct {
+	// ID names this journal for the hub, which keeps what it received by (host, journal, seq): a
+	// state directory wiped and started again numbers from 1 under a new ID, not as duplicates.
+	ID      string `json:"id"`
 	Acked   uint64 `json:"acked"`
 	Dropped uint64 `json:"dropped"`
 }
@@ -81,6 +86,16 @@ func OpenJournal(dir string, opts JournalOptions) (*Journal, error) {
 		}
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("journal state: %w", err)
+	}
+	if j.state.ID == "" {
+		var b [16]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			return nil, fmt.Errorf("journal id: %w", err)
+		}
+		j.state.ID = hex.EncodeToString(b[:])
+		if err := j.saveState(); err != nil {
+			return nil, err
+		}
 	}
 	entries, err := os.ReadDir(dir)
 	if err != nil {
@@ -345,6 +360,9 @@ func (j *Journal) Acknowledge(seq uint64) error {
 	j.state.Acked = seq
 	return j.saveState()
 }
+
+// ID is the journal's random identity, made when it was created.
+func (j *Journal) ID() string { return j.state.ID }
 
 // Acked is the last acknowledged sequence number.
 func (j *Journal) Acked() uint64 {
