@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"reflect"
 	"runtime"
 	"strconv"
 	"strings"
@@ -20,6 +21,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/exporter-toolkit/web"
 
 	"github.com/serversage/sage/internal/collector"
@@ -54,6 +56,8 @@ type Options struct {
 	// Peers, when set, fetches this host's mesh peers from the hub (the agent is enrolled): they
 	// become ICMP and TCP probe targets, refreshed every probes.mesh.refresh.
 	Peers func(ctx context.Context) (MeshPeers, error)
+	// ShipChanges, when set, sends change events to the hub (the agent is enrolled).
+	ShipChanges ShipFunc
 }
 
 // Agent is a running agent.
@@ -65,8 +69,10 @@ type Agent struct {
 	reload  sync.Mutex // serialises reloads
 	handler http.Handler
 
-	own    *ownMetrics
-	probes *probes
+	own     *ownMetrics
+	probes  *probes
+	changes *changeMonitor // nil when changes.enabled is false
+	chCfg   ChangesConfig  // as started: the section takes effect at restart
 }
 
 // New loads the configuration and builds the collectors. It fails on an invalid configuration.
@@ -96,7 +102,17 @@ func New(opts Options) (*Agent, error) {
 	a.own = newOwnMetrics()
 	mux := http.NewServeMux()
 	metrics := newMetricsHandler(a.set.Load, a.own, a.logger)
-	metrics.extra = a.probes.families
+	a.chCfg = cfg.Changes
+	if cfg.Changes.on() {
+		a.changes = newChangeMonitor(cfg.Changes, opts, opts.ShipChanges, a.logger.With("part", "changes"))
+	}
+	metrics.extra = func() []*dto.MetricFamily {
+		fams := a.probes.families()
+		if a.changes != nil {
+			fams = append(fams, a.changes.families()...)
+		}
+		return fams
+	}
 	mux.Handle("/metrics", gzipped(metrics))
 	mux.Handle("/probe", a.probes.probeHandler())
 	mux.Handle("/throughput", a.probes.throughputHandler())
@@ -195,6 +211,9 @@ func (a *Agent) Reload() error {
 	}
 	old := a.set.Swap(set)
 	a.probes.apply(&cfg.Probes)
+	if !reflect.DeepEqual(cfg.Changes, a.chCfg) {
+		a.logger.Warn("the changes section takes effect when the agent restarts")
+	}
 	// A scrape that already holds the old set may still be running its collectors; give it the
 	// collector deadline to finish before releasing what the old collectors hold.
 	go func() {
@@ -231,6 +250,10 @@ func (a *Agent) Run(ctx context.Context, reload <-chan struct{}, ready chan<- ne
 	defer enrolDone()
 	a.probes.start(ctx)
 	defer a.probes.stop()
+	if a.changes != nil {
+		a.changes.start(ctx)
+		defer a.changes.stop()
+	}
 
 	errc := make(chan error, 1)
 	go func() {

@@ -14,12 +14,14 @@ import (
 type Config struct {
 	Collectors collector.Config `yaml:"collectors"`
 	Probes     probe.Config     `yaml:"probes"`
+	Changes    ChangesConfig    `yaml:"changes"`
 }
 
 // Validate implements config.Validator.
 func (c *Config) Validate() []config.FieldError {
 	errs := c.Collectors.Validate("collectors")
-	return append(errs, c.Probes.Validate("probes")...)
+	errs = append(errs, c.Probes.Validate("probes")...)
+	return append(errs, c.Changes.Validate("changes")...)
 }
 
 // LoadConfig reads and validates the configuration file at path; an empty path is the default

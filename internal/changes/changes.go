@@ -21,6 +21,7 @@ import (
 	"regexp"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 )
 
@@ -314,6 +315,21 @@ func (e *Event) Summary() string {
 		return fmt.Sprintf("packages: %s %s installed", e.Object, e.After["version"])
 	case e.Kind == "packages" && e.Action == Removed:
 		return fmt.Sprintf("packages: %s %s removed", e.Object, e.Before["version"])
+	case e.Kind == KindFiles && e.Tampered:
+		return fmt.Sprintf("files: %s TAMPERED: its content differs from package %s's checksum and no package transaction explains it", e.Object, e.After["package"])
+	case e.Kind == KindFiles && strings.HasPrefix(e.Object, "package "):
+		pkg := strings.TrimPrefix(e.Object, "package ")
+		n := e.After["files_changed"]
+		switch {
+		case e.Action == Changed && e.Before["version"] != "" && e.After["version"] != "" && e.Before["version"] != e.After["version"]:
+			return fmt.Sprintf("files: %s files changed by the upgrade of %s from %s to %s", n, pkg, e.Before["version"], e.After["version"])
+		case e.Action == Added:
+			return fmt.Sprintf("files: %s files installed by %s %s", n, pkg, e.After["version"])
+		case e.Action == Removed:
+			return fmt.Sprintf("files: %s files removed with %s %s", n, pkg, e.Before["version"])
+		default:
+			return fmt.Sprintf("files: %s files of %s replaced by the package manager", n, pkg)
+		}
 	}
 	s := fmt.Sprintf("%s: %s %s", e.Kind, e.Object, e.Action)
 	switch e.Action {

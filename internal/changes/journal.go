@@ -1,10 +1,10 @@
 package changes
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"bufio"
 	"bytes"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"

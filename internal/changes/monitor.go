@@ -35,6 +35,25 @@ func (m *Metrics) Copy() Metrics {
 		JournalBytes: m.JournalBytes, JournalDropped: m.JournalDropped, JournalPending: m.JournalPending, JournalErrors: m.JournalErrors}
 }
 
+// Count adds journaled events to Changes.
+func (m *Metrics) Count(evs []Event) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.Changes == nil {
+		m.Changes, m.SourceErrors = map[string]uint64{}, map[string]uint64{}
+	}
+	for _, e := range evs {
+		m.Changes[e.Kind]++
+	}
+}
+
+// AddJournalError counts a failed append.
+func (m *Metrics) AddJournalError() {
+	m.mu.Lock()
+	m.JournalErrors++
+	m.mu.Unlock()
+}
+
 // Result is one run's outcome.
 type Result struct {
 	Snapshot *Snapshot

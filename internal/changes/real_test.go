@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -87,9 +88,9 @@ func TestRealDpkg(t *testing.T) {
 	dir := t.TempDir()
 	deb1, deb2 := buildDeb(t, dir, "1.0"), buildDeb(t, dir, "2.0")
 	mo := newMonitor(t, Config{Kinds: []string{"packages"}})
-	t.Cleanup(func() { _ = exec.Command(dpkg, "--purge", "sage-test-pkg").Run() })
+	t.Cleanup(func() { _, _ = runDpkg(dpkg, "--purge", "sage-test-pkg") })
 	install := func(deb string) {
-		if out, err := exec.Command(dpkg, "-i", deb).CombinedOutput(); err != nil {
+		if out, err := runDpkg(dpkg, "-i", deb); err != nil {
 			t.Fatalf("dpkg -i: %v\n%s", err, out)
 		}
 	}
@@ -103,7 +104,7 @@ func TestRealDpkg(t *testing.T) {
 		{"install", func() { install(deb1) }, Added, "", "1.0"},
 		{"upgrade", func() { install(deb2) }, Changed, "1.0", "2.0"},
 		{"remove", func() {
-			if out, err := exec.Command(dpkg, "--purge", "sage-test-pkg").CombinedOutput(); err != nil {
+			if out, err := runDpkg(dpkg, "--purge", "sage-test-pkg"); err != nil {
 				t.Fatalf("dpkg --purge: %v\n%s", err, out)
 			}
 		}, Removed, "2.0", ""},
@@ -282,4 +283,17 @@ func ipsVersion(t *testing.T, ipt string) string {
 		t.Fatalf("iptables -V: %v", err)
 	}
 	return string(out)
+}
+
+// runDpkg runs dpkg, waiting up to a minute for its lock: another package operation on the
+// machine (unattended upgrades, another test binary) holds it for seconds at a time.
+func runDpkg(dpkg string, args ...string) ([]byte, error) {
+	deadline := time.Now().Add(time.Minute)
+	for {
+		out, err := exec.Command(dpkg, args...).CombinedOutput()
+		if err == nil || !bytes.Contains(out, []byte("lock")) || time.Now().After(deadline) {
+			return out, err
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
 }

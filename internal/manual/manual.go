@@ -93,7 +93,7 @@ type doc struct {
 // componentOrder and componentInfo arrange the chapters as an engineer meets the problems: the
 // monitoring itself first, then resources, then services, then events.
 var componentOrder = []string{"agent", "filesystem", "meminfo", "cpu", "loadavg", "diskstats", "netdev",
-	"process_groups", "listeners", "probes", "processes", "stat", "reboot", "kernel_log"}
+	"process_groups", "listeners", "probes", "processes", "stat", "reboot", "kernel_log", "changes"}
 
 var componentInfo = map[string]struct{ title, intro string }{
 	"agent": {"The ServerSage agent", "Every monitored host runs the ServerSage agent, which the hub scrapes every few seconds. " +
@@ -113,6 +113,8 @@ var componentInfo = map[string]struct{ title, intro string }{
 	"stat":       {"Processes blocked on I/O", "Processes stuck waiting for disks or network file systems (state D), from the kernel's statistics."},
 	"reboot":     {"Reboots", "A host that booted again: planned or not, its services must be checked."},
 	"kernel_log": {"Kernel log", "Messages in the kernel log that the agent matches against patterns: out-of-memory kills, storage errors, hung tasks, crashes, and patterns added for a client."},
+	"changes": {"Changes and file integrity", "What changed on the host (packages, configuration files, users, mounts, firewall, listening ports) and whether its important files were modified outside the package manager. " +
+		"PackageFileTampered is a possible intrusion and pages at once; UnexpectedFileChange is off unless turned on per client, site or host; the others say the change record has a hole."},
 }
 
 // build arranges the input into chapters and appendices.

@@ -44,8 +44,9 @@ func TestShippedPackConventions(t *testing.T) {
 	if len(p.Rules()) < 30 {
 		t.Fatalf("only %d rules in the shipped pack", len(p.Rules()))
 	}
-	// "probes": the agent's probe scheduler (internal/probe), which is no collector.
-	components := append(collector.Names(), "agent", "probes")
+	// "probes": the agent's probe scheduler (internal/probe), which is no collector; "changes": its
+	// change monitor and file integrity (internal/changes, internal/fim), nor is that.
+	components := append(collector.Names(), "agent", "probes", "changes")
 	for _, r := range p.Rules() {
 		t.Run(r.Name, func(t *testing.T) {
 			if r.Labels["component"] == "" || !slices.Contains(components, r.Component) {
@@ -177,6 +178,13 @@ var exemptions = []struct{ pattern, reason string }{
 	{"promhttp_metric_handler_requests_in_flight", "instantaneous; rejected scrapes are counted by promhttp_metric_handler_requests_total (AgentScrapeErrors)"},
 	{"sage_probe_scheduler_(?:targets|concurrency)", "the probe scheduler's configuration: context for the probe alerts"},
 	{"sage_probe_scheduler_probes_in_flight", "instantaneous; a scheduler that falls behind counts skipped runs (sage_probe_skipped_total)"},
+	{"sage_changes_grouped_files_total", "file changes a package transaction explains: they are in its package event on the timeline, no fault"},
+	{"sage_changes_journal_bytes", "the journal's size, bounded by changes.journal_max_bytes: context for ChangeJournalDropping"},
+	{"sage_changes_last_ship_timestamp_seconds", "context for ChangeShippingFailing (when events last reached the hub)"},
+	{"sage_fim_(?:files|watched_directories|files_hashed_total|scans_total|last_scan_duration_seconds)", "file integrity's size and work: context for FIMScanStale"},
+	{"sage_fim_watch_limit_reached", "directories beyond the watch limit are still covered by the hourly scans, which FIMScanStale watches; context for L2"},
+	{"sage_fim_scan_errors_total", "mostly files that vanished between listing and hashing, normal churn; the agent logs the paths"},
+	{"sage_fim_events_total", "file events before package grouping; the unexplained ones are sage_changes_total{kind=\"files\"} (UnexpectedFileChange)"},
 	{"go_.+", "the agent's Go runtime internals: for ServerSage's developers, not for the client's host"},
 }
 
@@ -276,7 +284,14 @@ func mayBeAbsent(name string) bool {
 		strings.HasPrefix(name, "node_disk_") || strings.HasPrefix(name, "node_network_") ||
 		// per-target probe families exist only for configured targets or a mesh; the default
 		// agent has neither (only sage_probe_scheduler_*, which are always there)
-		strings.HasPrefix(name, "sage_probe_")
+		strings.HasPrefix(name, "sage_probe_") ||
+		// the change monitor's: the journal must be open (the agent opens it when it runs), a
+		// snapshot or a scan have run, the agent be enrolled (ship), a source have failed, or file
+		// integrity be on (grouping, sage_fim_*)
+		name == "sage_changes_journal_pending_events" || name == "sage_changes_journal_dropped_events_total" ||
+		name == "sage_changes_last_snapshot_timestamp_seconds" || name == "sage_changes_source_errors_total" ||
+		name == "sage_changes_tampered_files_total" || name == "sage_changes_ship_errors_total" ||
+		strings.HasPrefix(name, "sage_fim_")
 }
 
 // Target labels the hub puts on every scraped series.
