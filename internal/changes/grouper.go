@@ -100,7 +100,7 @@ type GrouperOptions struct {
 	Location *time.Location
 	// Grace is how long after a package's last file its group is journalled (default 10 s).
 	Grace time.Duration
-	// Settle is how long an event waits before it is classified (default 2 s), MaxHold the most
+	// Settle is how long an event waits before it is classified (default 300 ms), MaxHold the most
 	// it waits for dpkg to finish (default 5 min).
 	Settle, MaxHold time.Duration
 	// Slack widens transaction windows on both sides (default 5 s): dpkg.log has whole seconds
@@ -158,7 +158,11 @@ func NewGrouper(opts GrouperOptions) *Grouper {
 		opts.Grace = 10 * time.Second
 	}
 	if opts.Settle <= 0 {
-		opts.Settle = 2 * time.Second
+		// dpkg logs a package's transaction before it unpacks the files, so an event that finds no
+		// transaction open after this long belongs to none: short enough that an ordinary file
+		// change reaches the journal within a second of the write (with the monitor's 100 ms
+		// debounce and the journal's fsync).
+		opts.Settle = 300 * time.Millisecond
 	}
 	if opts.MaxHold <= 0 {
 		opts.MaxHold = 5 * time.Minute
