@@ -107,7 +107,9 @@ func run(n int, every time.Duration, dir string) error {
 	mu.Lock()
 	defer mu.Unlock()
 	slices.Sort(lat)
-	q := func(f float64) time.Duration { return lat[min(len(lat)-1, int(f*float64(len(lat))))].Round(time.Millisecond) }
+	q := func(f float64) time.Duration {
+		return lat[min(len(lat)-1, int(f*float64(len(lat))))].Round(time.Millisecond)
+	}
 	fmt.Printf("write -> journal: n=%d min=%s p50=%s p95=%s p99=%s max=%s\n", len(lat), lat[0].Round(time.Millisecond), q(0.5), q(0.95), q(0.99), lat[len(lat)-1].Round(time.Millisecond))
 	return nil
 }
