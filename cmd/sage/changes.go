@@ -59,7 +59,7 @@ the previous snapshot in the journal and prints it. log prints the journal.
 	}
 	fs := flag.NewFlagSet("sage changes "+sub, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	stateDir := fs.String("state-dir", agent.DefaultStateDir(), "`directory` holding the previous snapshot and the journal")
+	stateDir := fs.String("state-dir", agent.DefaultStateDir(), "the agent's state `directory`: the previous snapshot and the journal are in its changes/")
 	cfgFile := fs.String("config", "", "YAML `file`: config_files, redact, max_text_bytes, kinds, journal_max_bytes")
 	kind := fs.String("kind", "", "log: only this `kind`")
 	since := fs.Duration("since", 0, "log: only events newer than this `duration` ago")
@@ -80,8 +80,18 @@ the previous snapshot in the journal and prints it. log prints the journal.
 			return 2
 		}
 	}
-	j, err := changes.OpenJournal(filepath.Join(*stateDir, "changes-journal"), changes.JournalOptions{MaxBytes: cf.JournalMaxBytes})
-	if err != nil {
+	// The agent's own record: the same snapshot and journal it keeps under its state directory.
+	dir := filepath.Join(*stateDir, "changes")
+	j, err := changes.OpenJournal(filepath.Join(dir, "journal"), changes.JournalOptions{MaxBytes: cf.JournalMaxBytes, ReadOnly: sub == "log"})
+	switch {
+	case errors.Is(err, changes.ErrJournalLocked):
+		fmt.Fprintf(stderr, "sage changes: the agent running on this host keeps %s and snapshots on its schedule; "+
+			"`sage changes log` shows its journal, or give --state-dir another directory for a separate record\n", dir)
+		return 1
+	case errors.Is(err, os.ErrNotExist) && sub == "log":
+		fmt.Fprintf(stdout, "no journal in %s yet: no snapshot has been taken\n", dir)
+		return 0
+	case err != nil:
 		fmt.Fprintf(stderr, "sage changes: %v\n", err)
 		return 1
 	}
@@ -94,7 +104,7 @@ the previous snapshot in the journal and prints it. log prints the journal.
 	cfg := changes.Config{ConfigFiles: cf.ConfigFiles, Redact: cf.Redact, MaxTextBytes: cf.MaxTextBytes, Kinds: cf.Kinds}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 	var m changes.Metrics
-	res, err := changes.Run(ctx, cfg, *stateDir, j, &m, logger)
+	res, err := changes.Run(ctx, cfg, dir, j, &m, logger)
 	if err != nil {
 		fmt.Fprintf(stderr, "sage changes snapshot: %v\n", err)
 		return 1

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/serversage/sage/internal/changes"
 )
 
 func TestChangesCommand(t *testing.T) {
@@ -33,6 +35,7 @@ func TestChangesCommand(t *testing.T) {
 		wantNot  []string
 		stderrIn string
 	}{
+		{"log before any snapshot", nil, []string{"changes", "log", "--state-dir", state}, 0, []string{"no journal in " + filepath.Join(state, "changes") + " yet"}, nil, ""},
 		{"first", nil, []string{"changes", "snapshot", "--state-dir", state, "--config", cfg}, 0, []string{"first snapshot: 3 objects recorded"}, nil, ""},
 		{"unchanged", nil, []string{"changes", "snapshot", "--state-dir", state, "--config", cfg}, 0, []string{"no changes since the previous snapshot"}, nil, ""},
 		{"edited", func() { os.WriteFile(conf, []byte("port 2\ntoken = zzz999secret\n"), 0o644) },
@@ -41,6 +44,16 @@ func TestChangesCommand(t *testing.T) {
 		{"log", nil, []string{"changes", "log", "--state-dir", state}, 0, []string{conf + " changed", "+port 2"}, []string{"abc123secret"}, ""},
 		{"log other kind", nil, []string{"changes", "log", "--state-dir", state, "--kind", "packages"}, 0, []string{"no events"}, []string{conf}, ""},
 		{"log since", nil, []string{"changes", "log", "--state-dir", state, "--since", "1h"}, 0, []string{conf + " changed"}, nil, ""},
+		{"agent running", func() {
+			// A running agent holds its journal: a snapshot by hand would write beside it, so it is
+			// refused; the log reads it all the same.
+			j, err := changes.OpenJournal(filepath.Join(state, "changes", "journal"), changes.JournalOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { j.Close() })
+		}, []string{"changes", "snapshot", "--state-dir", state, "--config", cfg}, 1, nil, nil, "the agent running on this host keeps"},
+		{"log while the agent runs", nil, []string{"changes", "log", "--state-dir", state}, 0, []string{conf + " changed"}, nil, ""},
 		{"bad sub", nil, []string{"changes", "nope"}, 2, nil, nil, "unknown subcommand"},
 		{"bad config", func() { os.WriteFile(cfg, []byte("bogus: 1\n"), 0o644) },
 			[]string{"changes", "snapshot", "--state-dir", state, "--config", cfg}, 2, nil, nil, "bogus"},

@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 )
 
 // Journal is the append-only record of change events in the state directory: segment files of
@@ -34,8 +35,9 @@ type Journal struct {
 	mu       sync.Mutex
 	segs     []segment // oldest first; the last is the one appended to
 	active   *os.File
-	next     uint64 // sequence number of the next record
-	size     int64  // bytes in all segments
+	lock     *os.File // holds the writer's flock; nil when ReadOnly
+	next     uint64   // sequence number of the next record
+	size     int64    // bytes in all segments
 	state    journalState
 	torn     int64 // bytes truncated at Open
 	scratchB bytes.Buffer
@@ -62,7 +64,14 @@ type JournalOptions struct {
 	MaxBytes int64
 	// SegmentBytes is the size at which a new segment is started (default MaxBytes/8).
 	SegmentBytes int64
+	// ReadOnly opens the journal for Read and Pending only, without its lock: it neither
+	// truncates a torn tail nor creates anything, so it is safe beside the agent that writes it.
+	ReadOnly bool
 }
+
+// ErrJournalLocked is returned by OpenJournal when another process (a running agent) has the
+// journal open for writing.
+var ErrJournalLocked = errors.New("journal is open for writing by another process")
 
 const stateFile = "journal.state"
 
@@ -76,10 +85,35 @@ func OpenJournal(dir string, opts JournalOptions) (*Journal, error) {
 	if opts.SegmentBytes <= 0 {
 		opts.SegmentBytes = max(opts.MaxBytes/8, 4096)
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("journal: %w", err)
-	}
 	j := &Journal{dir: dir, opts: opts, next: 1}
+	if opts.ReadOnly {
+		if _, err := os.Stat(dir); err != nil {
+			return nil, fmt.Errorf("journal: %w", err)
+		}
+	} else {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("journal: %w", err)
+		}
+		// Two writers would interleave records and truncate each other's tails: one at a time.
+		lock, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_CREATE|os.O_RDWR, 0o600)
+		if err != nil {
+			return nil, fmt.Errorf("journal: %w", err)
+		}
+		if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+			lock.Close()
+			if errors.Is(err, syscall.EWOULDBLOCK) {
+				return nil, fmt.Errorf("%s: %w", dir, ErrJournalLocked)
+			}
+			return nil, fmt.Errorf("journal: lock: %w", err)
+		}
+		j.lock = lock
+	}
+	ok := false
+	defer func() {
+		if !ok && j.lock != nil {
+			j.lock.Close()
+		}
+	}()
 	if data, err := os.ReadFile(filepath.Join(dir, stateFile)); err == nil {
 		if err := json.Unmarshal(data, &j.state); err != nil {
 			return nil, fmt.Errorf("journal state %s: %w", filepath.Join(dir, stateFile), err)
@@ -87,7 +121,7 @@ func OpenJournal(dir string, opts JournalOptions) (*Journal, error) {
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("journal state: %w", err)
 	}
-	if j.state.ID == "" {
+	if j.state.ID == "" && !opts.ReadOnly {
 		var b [16]byte
 		if _, err := rand.Read(b[:]); err != nil {
 			return nil, fmt.Errorf("journal id: %w", err)
@@ -117,6 +151,17 @@ func OpenJournal(dir string, opts JournalOptions) (*Journal, error) {
 		j.segs = append(j.segs, segment{first: first, size: fi.Size()})
 	}
 	slices.SortFunc(j.segs, func(a, b segment) int { return cmpU64(a.first, b.first) })
+	if opts.ReadOnly {
+		for _, sg := range j.segs {
+			j.size += sg.size
+		}
+		if len(j.segs) > 0 {
+			if _, lastSeq, err := scanValid(j.segPath(j.segs[len(j.segs)-1].first)); err == nil && lastSeq > 0 {
+				j.next = lastSeq + 1
+			}
+		}
+		return j, nil
+	}
 	if len(j.segs) == 0 {
 		j.next = j.state.Acked + 1
 		if err := j.newSegment(); err != nil {
@@ -149,6 +194,7 @@ func OpenJournal(dir string, opts JournalOptions) (*Journal, error) {
 	for _, s := range j.segs {
 		j.size += s.size
 	}
+	ok = true
 	return j, nil
 }
 
@@ -237,6 +283,9 @@ func (j *Journal) Append(events []Event) error {
 	}
 	j.mu.Lock()
 	defer j.mu.Unlock()
+	if j.opts.ReadOnly {
+		return errors.New("journal opened read-only")
+	}
 	if j.active == nil {
 		return errors.New("journal closed")
 	}
@@ -392,10 +441,14 @@ func (j *Journal) Stats() JournalStats {
 func (j *Journal) Close() error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	if j.active == nil {
-		return nil
+	var err error
+	if j.active != nil {
+		err = j.active.Close()
+		j.active = nil
 	}
-	err := j.active.Close()
-	j.active = nil
+	if j.lock != nil {
+		j.lock.Close() // releases the flock
+		j.lock = nil
+	}
 	return err
 }
