@@ -16,6 +16,7 @@ import (
 	"syscall"
 
 	"github.com/serversage/sage/internal/agent"
+	"github.com/serversage/sage/internal/changes"
 	"github.com/serversage/sage/internal/collector"
 	"github.com/serversage/sage/internal/enrol"
 )
@@ -84,6 +85,7 @@ func runAgent(args []string, stdout, stderr io.Writer) int {
 		}
 		opts.Enrol = enrolFn
 		opts.Peers = meshPeers(hubURL, tokenFile, opts, logger)
+		opts.ShipChanges = changeShipper(hubURL, tokenFile, opts, logger)
 	}
 
 	if checkConfig {
@@ -214,6 +216,27 @@ func meshPeers(hubURL, tokenFile string, opts agent.Options, logger *slog.Logger
 			out.Peers[i] = agent.MeshPeer{HostID: p.HostID, Name: p.Name, Address: p.Address, AgentURL: p.AgentURL}
 		}
 		return out, nil
+	}
+}
+
+// changeShipper is the agent's ShipChanges hook: journaled change events go to the hub with the
+// enrolment token and machine id, as the request for peers does.
+func changeShipper(hubURL, tokenFile string, opts agent.Options, logger *slog.Logger) agent.ShipFunc {
+	src := enrol.DefaultSources(opts.RootPath, opts.ProcPath, opts.SysPath)
+	if p := os.Getenv("SAGE_MACHINE_ID_FILE"); p != "" {
+		src.MachineIDFiles = []string{p}
+	}
+	client := &enrol.Client{Logger: logger}
+	return func(ctx context.Context, journal string, events []changes.Event) (uint64, error) {
+		token, _, err := enrol.ReadToken(tokenFile)
+		if err != nil {
+			return 0, err
+		}
+		e, err := enrol.Gather(src)
+		if err != nil {
+			return 0, err
+		}
+		return client.ShipChanges(ctx, hubURL, token, e.MachineID, journal, events)
 	}
 }
 

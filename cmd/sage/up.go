@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -16,10 +17,12 @@ import (
 	"path/filepath"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/serversage/sage/internal/agent"
+	"github.com/serversage/sage/internal/changes"
 	"github.com/serversage/sage/internal/enrol"
 	"github.com/serversage/sage/internal/hub"
 	"github.com/serversage/sage/internal/inventory"
@@ -132,6 +135,7 @@ func runUp(args []string, stdout, stderr io.Writer) int {
 	// The agent shares the process, so it leaves GOMAXPROCS alone and listens on loopback
 	// only: nothing but this hub scrapes it, and its port is whatever is free.
 	agentLogger := logger.With("part", "agent")
+	var localHost atomic.Pointer[string] // this machine's host id, once enrolled
 	a, err := agent.New(agent.Options{
 		Listen:   "127.0.0.1:0",
 		StateDir: filepath.Join(dataDir, "agent"),
@@ -139,7 +143,19 @@ func runUp(args []string, stdout, stderr io.Writer) int {
 		MaxProcs: -1,
 		Logger:   agentLogger,
 		Enrol: func(ctx context.Context, listening net.Addr) error {
-			return enrolHere(ctx, h, listening)
+			host, err := enrolHere(ctx, h, listening)
+			if err == nil {
+				localHost.Store(&host.ID)
+			}
+			return err
+		},
+		// The change journal goes to the hub in this process, once this machine is its host.
+		ShipChanges: func(ctx context.Context, journal string, events []changes.Event) (uint64, error) {
+			id := localHost.Load()
+			if id == nil {
+				return 0, errors.New("this machine is not enrolled with the hub yet")
+			}
+			return h.StoreChangesLocal(ctx, *id, journal, events)
 		},
 	})
 	if err != nil {
@@ -202,34 +218,34 @@ func ensureEnrolToken(path string) error {
 // enrolHere registers this machine with the in-process hub, with the facts an agent would send
 // over HTTP. The wire type and the inventory's encode identically (a test checks), so the facts
 // cross by JSON without a hand-written field-by-field copy that could fall behind.
-func enrolHere(ctx context.Context, h *hub.Hub, listening net.Addr) error {
+func enrolHere(ctx context.Context, h *hub.Hub, listening net.Addr) (inventory.Host, error) {
 	src := enrol.DefaultSources("/", "/proc", "/sys")
 	if p := os.Getenv("SAGE_MACHINE_ID_FILE"); p != "" {
 		src.MachineIDFiles = []string{p}
 	}
 	facts, err := enrol.Gather(src)
 	if err != nil {
-		return err
+		return inventory.Host{}, err
 	}
 	facts.AgentURL = "http://" + listening.String() + "/metrics"
 	b, err := json.Marshal(facts)
 	if err != nil {
-		return err
+		return inventory.Host{}, err
 	}
 	var e inventory.Enrolment
 	if err := json.Unmarshal(b, &e); err != nil {
-		return err
+		return inventory.Host{}, err
 	}
 	// The hub's store is local and up by now, but retry briefly rather than leave the machine
 	// unmonitored for this whole run on one failed write.
 	for attempt := 0; ; attempt++ {
-		_, err = h.EnrolLocal(ctx, e)
+		host, err := h.EnrolLocal(ctx, e)
 		if err == nil || attempt == 4 || ctx.Err() != nil {
-			return err
+			return host, err
 		}
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return inventory.Host{}, ctx.Err()
 		case <-time.After(time.Second << attempt):
 		}
 	}

@@ -24,6 +24,7 @@ import (
 	"log/slog"
 	"net/http"
 
+	"github.com/serversage/sage/internal/changelog"
 	"github.com/serversage/sage/internal/hosthealth"
 	"github.com/serversage/sage/internal/inventory"
 )
@@ -36,7 +37,9 @@ type Options struct {
 	Inventory *inventory.Inventory
 	// Health, when set, adds a "health" object to every host.
 	Health *hosthealth.Tracker
-	Logger *slog.Logger
+	// Changes, when set, serves the hosts' and clients' change events.
+	Changes *changelog.Store
+	Logger  *slog.Logger
 	// HostsChanged is called after a write that changes scrape targets or their labels (a host
 	// created, updated or deleted; a client's slug or a site's name changed).
 	HostsChanged func()
@@ -47,6 +50,7 @@ type healthFunc func(hosthealth.Key) hosthealth.Health
 
 type server struct {
 	inv          *inventory.Inventory
+	changes      *changelog.Store
 	logger       *slog.Logger
 	hostsChanged func()
 	health       healthFunc // nil: hosts carry no health
@@ -67,6 +71,7 @@ func New(opts Options) http.Handler {
 func newServer(opts Options, health healthFunc) *server {
 	s := &server{
 		inv:          opts.Inventory,
+		changes:      opts.Changes,
 		logger:       opts.Logger,
 		hostsChanged: opts.HostsChanged,
 		health:       health,
@@ -108,6 +113,10 @@ func (s *server) routes() []route {
 	add("hosts", s.listHosts, s.createHost, s.getHost, s.updateHost, s.deleteHost)
 	add("services", s.listServices, s.createService, s.getService, s.updateService, s.deleteService)
 	add("contracts", s.listContracts, s.createContract, s.getContract, s.updateContract, s.deleteContract)
+	rs = append(rs,
+		route{http.MethodGet, Prefix + "hosts/{id}/changes", s.listHostChanges},
+		route{http.MethodGet, Prefix + "clients/{id}/changes", s.listClientChanges},
+	)
 	return rs
 }
 

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/serversage/sage/internal/auth"
+	"github.com/serversage/sage/internal/changelog"
 	"github.com/serversage/sage/internal/hosthealth"
 	"github.com/serversage/sage/internal/inventory"
 	"github.com/serversage/sage/internal/store"
@@ -66,7 +67,7 @@ func newTestAPI(t testing.TB, db *store.DB, cfg apiConfig) *testAPI {
 		cfg.logger = storetest.Logger(t)
 	}
 	ta := &testAPI{inv: inventory.New(db), db: db, token: secret, session: sess, user: admin.Username}
-	h := newServer(Options{Inventory: ta.inv, Logger: cfg.logger, HostsChanged: func() { ta.changed.Add(1) }}, cfg.health)
+	h := newServer(Options{Inventory: ta.inv, Changes: changelog.New(db), Logger: cfg.logger, HostsChanged: func() { ta.changed.Add(1) }}, cfg.health)
 	mux := http.NewServeMux()
 	mux.Handle(Prefix, a.Middleware(h))
 	ta.srv = httptest.NewServer(mux)

@@ -7,11 +7,14 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"reflect"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/getkin/kin-openapi/openapi3filter"
@@ -19,6 +22,8 @@ import (
 	"github.com/getkin/kin-openapi/routers/gorillamux"
 
 	"github.com/serversage/sage/internal/auth"
+	"github.com/serversage/sage/internal/changelog"
+	"github.com/serversage/sage/internal/changes"
 	"github.com/serversage/sage/internal/inventory"
 	"github.com/serversage/sage/internal/store"
 	"github.com/serversage/sage/internal/store/storetest"
@@ -85,6 +90,8 @@ type specCase struct {
 	// Requests refused for what only the database knows (duplicates, unknown ids) are valid.
 	specRejects bool
 	check       func(t *testing.T, r response)
+	// before runs ahead of the request, for state no endpoint of this API writes.
+	before func(t *testing.T, ta *testAPI, vars map[string]string)
 }
 
 func specCases() []specCase {
@@ -158,6 +165,24 @@ func specCases() []specCase {
 		{name: "get unknown host", method: "GET", path: "/api/v1/hosts/nope", want: 404},
 		{name: "get host with an impossible id", method: "GET", path: "/api/v1/hosts/%FF%00", want: 404},
 
+		{name: "host changes", method: "GET", path: "/api/v1/hosts/{host}/changes", want: 200, before: seedChanges, check: wantPage(2, nil)},
+		{name: "host changes filtered", method: "GET", path: "/api/v1/hosts/{host}/changes?kind=packages,files&q=NGINX&from=2026-03-01T00:00:00Z&to=2026-04-01T00:00:00Z&limit=10&offset=0", want: 200,
+			check: wantChange(map[string]any{
+				"host": "web-01", "client": "acme-corp", "journal": "j1", "seq": 1.0,
+				"time": "2026-03-10T12:00:00Z", "kind": "packages", "object": "nginx:amd64", "action": "changed",
+				"before": map[string]any{"version": "1.24"}, "after": map[string]any{"version": "1.26"}, "diff": "",
+				"files": []any{"/usr/sbin/nginx"}, "tampered": false, "summary": "packages: nginx:amd64 upgraded from 1.24 to 1.26",
+			})},
+		{name: "host changes paged", method: "GET", path: "/api/v1/hosts/{host}/changes?limit=1", want: 200, check: wantPage(1, ptr(1))},
+		{name: "host changes of an unknown kind", method: "GET", path: "/api/v1/hosts/{host}/changes?kind=packages,weather", want: 400, check: wantFieldError("kind")},
+		{name: "host changes from a bad time", method: "GET", path: "/api/v1/hosts/{host}/changes?from=yesterday", want: 400, specRejects: true, check: wantFieldError("from")},
+		{name: "host changes by an unknown parameter", method: "GET", path: "/api/v1/hosts/{host}/changes?host=x", want: 400, check: wantFieldError("host")},
+		{name: "changes of an unknown host", method: "GET", path: "/api/v1/hosts/nope/changes", want: 404},
+		{name: "client changes in a period", method: "GET", path: "/api/v1/clients/{client}/changes?from=2026-03-10T12:30:00Z&to=2026-03-11T00:00:00Z", want: 200, check: wantPage(1, nil)},
+		{name: "client changes ending before they start", method: "GET", path: "/api/v1/clients/{client}/changes?from=2026-03-11T00:00:00Z&to=2026-03-10T00:00:00Z", want: 400, check: wantFieldError("to")},
+		{name: "changes of an unknown client", method: "GET", path: "/api/v1/clients/nope/changes", want: 404},
+		{name: "client changes without credentials", method: "GET", path: "/api/v1/clients/{client}/changes", auth: byNothing, want: 401, specRejects: true},
+
 		{name: "create service", method: "POST", path: "/api/v1/services", body: `{"host_id":"{host}","type":"postgres","name":"orders-db","target":"10.0.0.5:5432","credentials_ref":"file:/etc/sage/orders.pass"}`, want: 201, save: "service",
 			check: wantFields(map[string]any{"type": "postgres"})},
 		{name: "unknown service type", method: "POST", path: "/api/v1/services", body: `{"host_id":"{host}","type":"cobol"}`, want: 400, specRejects: true, check: wantFieldError("type")},
@@ -204,6 +229,43 @@ func specCases() []specCase {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// wantChange checks that the answer is a page of one change event with the fields of want and
+// non-empty ids and receipt time.
+func wantChange(want map[string]any) func(t *testing.T, r response) {
+	return func(t *testing.T, r response) {
+		t.Helper()
+		items, _ := r.json(t)["items"].([]any)
+		if len(items) != 1 {
+			t.Fatalf("%d items, want 1: %s", len(items), r.body)
+		}
+		got, _ := items[0].(map[string]any)
+		for k, v := range want {
+			if !reflect.DeepEqual(got[k], v) {
+				t.Errorf("%s = %#v, want %#v", k, got[k], v)
+			}
+		}
+		for _, k := range []string{"id", "host_id", "client_id", "received_at"} {
+			if v, _ := got[k].(string); v == "" {
+				t.Errorf("%s is empty", k)
+			}
+		}
+	}
+}
+
+// seedChanges stores two change events of {host}, as the hub does when its agent ships them.
+func seedChanges(t *testing.T, ta *testAPI, vars map[string]string) {
+	t.Helper()
+	at := time.Date(2026, 3, 10, 12, 0, 0, 0, time.UTC)
+	_, _, err := changelog.New(ta.db).Insert(context.Background(), vars["host"], "j1", []changes.Event{
+		{Seq: 1, Time: at, Kind: "packages", Object: "nginx:amd64", Action: changes.Changed,
+			Before: changes.Object{"version": "1.24"}, After: changes.Object{"version": "1.26"}, Files: []string{"/usr/sbin/nginx"}},
+		{Seq: 2, Time: at.Add(time.Hour), Kind: "files", Object: "/usr/bin/ls", Action: changes.Changed, Tampered: true},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
 
 func wantFields(want map[string]any) func(t *testing.T, r response) {
 	return func(t *testing.T, r response) {
@@ -318,6 +380,9 @@ func runSpecCase(t *testing.T, ta *testAPI, router routers.Router, vars map[stri
 		}
 		return s
 	}
+	if c.before != nil {
+		c.before(t, ta, vars)
+	}
 	path, body := expand(c.path), expand(c.body)
 
 	// The document's verdict on the request.
@@ -405,7 +470,7 @@ func TestRoutesDocumented(t *testing.T) {
 		}
 	}
 	sort.Strings(hub)
-	if want := []string{"GET /api/v1/peers", "POST /api/v1/enrol", "POST /api/v1/write"}; !slices.Equal(hub, want) {
+	if want := []string{"GET /api/v1/peers", "POST /api/v1/changes", "POST /api/v1/enrol", "POST /api/v1/write"}; !slices.Equal(hub, want) {
 		t.Errorf("operations tagged %q: %v, want %v", hubTag, hub, want)
 	}
 }
@@ -448,6 +513,26 @@ func TestSpecMatchesTypes(t *testing.T) {
 			t.Errorf("%s enum = %v, want %v", c.schema, got, c.want)
 		}
 	}
+	// Change kinds and actions are open (a newer agent's are stored): the spec names today's in
+	// the schema's description instead of an enum.
+	raw, err := os.ReadFile("openapi.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		schema string
+		want   []string
+	}{{"ChangeKind", changelog.Kinds()}, {"ChangeAction", changelog.Actions}} {
+		_, block, _ := strings.Cut(string(raw), "\n    "+c.schema+":\n")
+		if loc := regexp.MustCompile(`\n    [A-Za-z]`).FindStringIndex(block); loc != nil {
+			block = block[:loc[0]] // up to the next schema
+		}
+		for _, w := range c.want {
+			if !strings.Contains(block, w) {
+				t.Errorf("%s's description does not name %q", c.schema, w)
+			}
+		}
+	}
 
 	for _, c := range []struct {
 		schema string
@@ -461,6 +546,7 @@ func TestSpecMatchesTypes(t *testing.T) {
 		{"Contract", contractView{}}, {"ContractCreate", contractInput{}}, {"ContractUpdate", contractInput{}},
 		{"Error", apiError{}}, {"FieldError", fieldError{}},
 		{"EnrolRequest", inventory.Enrolment{}}, {"EnrolFacts", inventory.Facts{}},
+		{"ChangeEvent", changeView{}}, {"ChangeEventIn", changes.Event{}},
 	} {
 		var props []string
 		for p := range schema(c.schema).Properties {

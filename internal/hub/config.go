@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/common/model"
 
+	"github.com/serversage/sage/internal/changelog"
 	"github.com/serversage/sage/internal/config"
 	"github.com/serversage/sage/internal/metricstore"
 )
@@ -35,9 +36,17 @@ type Config struct {
 	Enrolment []EnrolmentConfig `yaml:"enrolment"`
 	// Alerting configures rule evaluation, notification channels and links.
 	Alerting AlertingConfig `yaml:"alerting"`
+	// Changes configures the change events agents ship.
+	Changes ChangesConfig `yaml:"changes"`
 
 	// Filled by Validate from the strings above.
-	retention, scrapeInterval, scrapeTimeout time.Duration
+	retention, scrapeInterval, scrapeTimeout, changesRetention time.Duration
+}
+
+// ChangesConfig configures the store of change events.
+type ChangesConfig struct {
+	// Retention is how long events are kept, in Prometheus's duration syntax (default 400d).
+	Retention string `yaml:"retention"`
 }
 
 // StateConfig names the state database.
@@ -121,6 +130,7 @@ func (c *Config) Validate() []config.FieldError {
 	if c.scrapeTimeout > c.scrapeInterval {
 		fe = append(fe, config.Errorf("metrics.scrape_timeout", "%s exceeds the scrape interval %s", c.scrapeTimeout, c.scrapeInterval))
 	}
+	c.changesRetention = parseDuration(&fe, "changes.retention", c.Changes.Retention, changelog.DefaultRetention)
 	fe = append(fe, c.Alerting.validate(c.Listen)...)
 	seen := map[string]int{}
 	for i, e := range c.Enrolment {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/serversage/sage/internal/auth"
+	"github.com/serversage/sage/internal/changelog"
 	"github.com/serversage/sage/internal/config"
 	"github.com/serversage/sage/internal/inventory"
 	"github.com/serversage/sage/internal/metricstore"
@@ -49,6 +50,10 @@ func (h *Hub) routes(prom, rest, ui http.Handler) http.Handler {
 	mux.HandleFunc("POST /api/v1/enrol", h.handleEnrol)
 	mux.HandleFunc("POST /api/v1/write", h.handleRemoteWrite)
 	mux.HandleFunc("GET /api/v1/peers", h.handlePeers)
+	mux.HandleFunc("POST /api/v1/changes", h.handleChanges)
+	// Grafana's annotation data source authenticates as its Prometheus one does: an API token.
+	mux.Handle("/grafana/changes/", h.auth.MiddlewareWith(auth.MiddlewareOptions{Logger: h.logger.With("component", "auth")},
+		http.StripPrefix("/grafana/changes", changelog.GrafanaHandler(h.changes, h.logger.With("component", "grafana")))))
 	mux.Handle("/api/v1/", h.auth.MiddlewareWith(auth.MiddlewareOptions{Logger: h.logger.With("component", "auth")}, rest))
 	h.alertingRoutes(mux, func(next http.Handler) http.Handler {
 		return h.auth.MiddlewareWith(auth.MiddlewareOptions{Logger: h.logger.With("component", "auth")}, next)

@@ -25,6 +25,7 @@ import (
 	"github.com/serversage/sage/internal/alert"
 	"github.com/serversage/sage/internal/api"
 	"github.com/serversage/sage/internal/auth"
+	"github.com/serversage/sage/internal/changelog"
 	"github.com/serversage/sage/internal/config"
 	"github.com/serversage/sage/internal/hosthealth"
 	"github.com/serversage/sage/internal/inventory"
@@ -59,6 +60,7 @@ type Hub struct {
 	logger  *slog.Logger
 	db      *store.DB
 	inv     *inventory.Inventory
+	changes *changelog.Store
 	auth    *auth.Auth
 	metrics *metricstore.Store
 	health  *hosthealth.Tracker
@@ -109,12 +111,13 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Hub, error) {
 		return nil, fmt.Errorf("hub: %w", err)
 	}
 	h := &Hub{
-		cfg:    cfg,
-		logger: logger,
-		db:     db,
-		inv:    inventory.New(db),
-		auth:   auth.New(db),
-		kick:   make(chan struct{}, 1),
+		cfg:     cfg,
+		logger:  logger,
+		db:      db,
+		inv:     inventory.New(db),
+		changes: changelog.New(db),
+		auth:    auth.New(db),
+		kick:    make(chan struct{}, 1),
 		// The hub's own metrics (rule evaluation, notifications), kept apart from the TSDB's.
 		registry: prometheus.NewRegistry(),
 	}
@@ -167,6 +170,7 @@ func (h *Hub) init(ctx context.Context, secrets []string) error {
 	rest := api.New(api.Options{
 		Inventory:    h.inv,
 		Health:       h.health,
+		Changes:      h.changes,
 		Logger:       h.logger.With("component", "api"),
 		HostsChanged: h.HostsChanged,
 	})
@@ -182,6 +186,7 @@ func (h *Hub) init(ctx context.Context, secrets []string) error {
 		OnCall:         h.oncall,
 		Pack:           h.pack,
 		Outbox:         h.db,
+		Changes:        h.changes,
 	})
 	if err != nil {
 		return fmt.Errorf("hub: %w", err)
@@ -252,6 +257,7 @@ func (h *Hub) Run(ctx context.Context) error {
 			if _, err := h.auth.PurgeSessions(ctx); err != nil && ctx.Err() == nil {
 				h.logger.Warn("purging expired sessions failed", "err", err)
 			}
+			h.pruneChanges(ctx)
 			continue
 		}
 		// Watermarks follow the inventory (a new host needs its series) and overrides written by

@@ -131,6 +131,7 @@ type clientData struct {
 	HostsURL  string
 	Contracts []contractRow
 	Services  []serviceRow
+	Changes   bool // the hub keeps change events: link the client's timeline
 }
 
 type siteRow struct {
@@ -152,7 +153,7 @@ func (u *UI) clientPage(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	d := clientData{base: u.base(r, c.Name, "clients"), Client: c,
+	d := clientData{base: u.base(r, c.Name, "clients"), Client: c, Changes: u.changes != nil,
 		HostsURL: withQuery("/hosts", url.Values{"client": {c.ID}})}
 	sites, err := u.inv.ListSites(ctx, inventory.SiteFilter{ClientID: c.ID})
 	if err != nil {

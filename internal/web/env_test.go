@@ -17,6 +17,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/serversage/sage/internal/auth"
+	"github.com/serversage/sage/internal/changelog"
 	"github.com/serversage/sage/internal/hosthealth"
 	"github.com/serversage/sage/internal/inventory"
 	"github.com/serversage/sage/internal/metricstore"
@@ -42,6 +43,7 @@ type env struct {
 	auth    *auth.Auth
 	metrics *metricstore.Store
 	health  *hosthealth.Tracker
+	changes *changelog.Store
 	ui      *UI
 	srv     *httptest.Server
 	changed atomic.Int64 // calls of HostsChanged
@@ -53,7 +55,7 @@ type env struct {
 
 func newEnv(t testing.TB, db *store.DB) *env {
 	t.Helper()
-	e := &env{t: t, db: db, inv: inventory.New(db), auth: auth.New(db)}
+	e := &env{t: t, db: db, inv: inventory.New(db), auth: auth.New(db), changes: changelog.New(db)}
 	var err error
 	e.metrics, err = metricstore.Open(metricstore.Options{
 		Dir: t.TempDir(), ScrapeInterval: testInterval, ScrapeTimeout: testInterval,
@@ -68,6 +70,7 @@ func newEnv(t testing.TB, db *store.DB) *env {
 		Inventory: e.inv, Auth: e.auth, Metrics: e.metrics, Health: e.health,
 		ScrapeInterval: testInterval, Logger: storetest.Logger(t),
 		HostsChanged: func() { e.changed.Add(1) },
+		Changes:      e.changes,
 	})
 	if err != nil {
 		t.Fatal(err)

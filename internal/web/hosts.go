@@ -269,6 +269,8 @@ type hostData struct {
 	Services []inventory.Service
 	Live     hostLive
 	Charts   chartsView
+	// Changes is the latest few change events, nil when the hub keeps none (changes.go).
+	Changes *recentChanges
 }
 
 // hostLive is the health block of a host page, refreshed every scrape interval.
@@ -300,6 +302,9 @@ func (u *UI) hostPage(w http.ResponseWriter, r *http.Request) error {
 		d.SiteName = s.Name
 	}
 	if d.Services, err = u.inv.ListServices(ctx, inventory.ServiceFilter{HostID: h.ID}); err != nil {
+		return err
+	}
+	if d.Changes, err = u.recentChanges(ctx, h); err != nil {
 		return err
 	}
 	d.Live = u.hostLive(h, c)

@@ -29,6 +29,7 @@ import (
 
 	"github.com/serversage/sage/internal/alert"
 	"github.com/serversage/sage/internal/auth"
+	"github.com/serversage/sage/internal/changelog"
 	"github.com/serversage/sage/internal/hosthealth"
 	"github.com/serversage/sage/internal/inventory"
 	"github.com/serversage/sage/internal/metricstore"
@@ -63,6 +64,8 @@ type Options struct {
 	OnCall *oncall.Store
 	Pack   *rulepack.Pack
 	Outbox notify.Querier // the state store: each incident's notifications and their results
+	// Changes is the hosts' change events (changes.go); with it nil those pages answer 404.
+	Changes *changelog.Store
 }
 
 // UI serves the web pages.
@@ -75,6 +78,7 @@ type UI struct {
 	logger       *slog.Logger
 	hostsChanged func()
 	alerting     alerting
+	changes      *changelog.Store
 	// chartSlots bounds the chart queries running at once across all pages, so that many
 	// host pages at once queue rather than hold every query's samples in memory together.
 	chartSlots chan struct{}
@@ -117,6 +121,7 @@ func New(opts Options) (*UI, error) {
 		hostsChanged: opts.HostsChanged,
 		chartSlots:   make(chan struct{}, max(8, 4*runtime.GOMAXPROCS(0))),
 		alerting:     alerting{alerts: opts.Alerts, oncall: opts.OnCall, pack: opts.Pack, outbox: opts.Outbox},
+		changes:      opts.Changes,
 	}
 	static, err := fs.Sub(staticFS, "static")
 	if err != nil {
@@ -162,6 +167,7 @@ func (u *UI) routes() http.Handler {
 	h("GET /hosts/{id}", u.hostPage)
 	h("GET /hosts/{id}/_health", u.hostHealthLive)
 	h("GET /hosts/{id}/_charts", u.hostChartsLive)
+	h("GET /hosts/{id}/changes", u.hostChanges)
 	h("GET /hosts/{id}/edit", u.hostEdit)
 	h("POST /hosts/{id}/edit", u.hostUpdate)
 	h("POST /hosts/{id}/approve", u.hostApprove)
@@ -178,6 +184,7 @@ func (u *UI) routes() http.Handler {
 	h("GET /clients/new", u.clientNew)
 	h("POST /clients/new", u.clientCreate)
 	h("GET /clients/{id}", u.clientPage)
+	h("GET /clients/{id}/changes", u.clientChanges)
 	h("GET /clients/{id}/edit", u.clientEdit)
 	h("POST /clients/{id}/edit", u.clientUpdate)
 	h("GET /clients/{id}/delete", u.clientDeleteConfirm)
