@@ -12,6 +12,7 @@ import (
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 
+	"github.com/serversage/sage/internal/changes"
 	"github.com/serversage/sage/internal/inventory"
 	"github.com/serversage/sage/internal/store/storetest"
 	"github.com/serversage/sage/internal/testenv"
@@ -185,6 +186,22 @@ func TestBrowser(t *testing.T) {
 	browser := newBrowser(t)
 	e := newEnv(t, storetest.SQLite(t))
 	web1 := browserEstate(t, e)
+	// A change timeline: a package upgrade with its grouped files, a configuration diff, a tampered file.
+	now := time.Now()
+	if _, _, err := e.changes.Insert(context.Background(), web1.ID, "browser", []changes.Event{
+		{Seq: 1, Time: now.Add(-26 * time.Hour), Kind: "packages", Object: "openssl:amd64", Action: changes.Changed,
+			Before: changes.Object{"version": "3.0.11-1"}, After: changes.Object{"version": "3.0.13-1"}},
+		{Seq: 2, Time: now.Add(-26 * time.Hour), Kind: changes.KindFiles, Object: "package openssl:amd64", Action: changes.Changed,
+			Before: changes.Object{"version": "3.0.11-1"}, After: changes.Object{"version": "3.0.13-1", "files_changed": "3", "package": "openssl:amd64"},
+			Files: []string{"/usr/bin/openssl", "/usr/lib/x86_64-linux-gnu/libssl.so.3", "/usr/lib/x86_64-linux-gnu/libcrypto.so.3"}},
+		{Seq: 3, Time: now.Add(-2 * time.Hour), Kind: "config_files", Object: "/etc/ssh/sshd_config", Action: changes.Changed,
+			Before: changes.Object{"sha256": "1a2b"}, After: changes.Object{"sha256": "3c4d"},
+			Diff: "--- /etc/ssh/sshd_config\n+++ /etc/ssh/sshd_config\n@@ -1,2 +1,2 @@\n-PermitRootLogin no\n+PermitRootLogin yes\n PasswordAuthentication no\n"},
+		{Seq: 4, Time: now.Add(-time.Hour), Kind: changes.KindFiles, Object: "/usr/sbin/sshd", Action: changes.Changed, Tampered: true,
+			Before: changes.Object{"sha256": "9f8e7d6c5b4a3928"}, After: changes.Object{"sha256": "0011223344556677", "package": "openssh-server:amd64"}},
+	}); err != nil {
+		t.Fatal(err)
+	}
 
 	for _, vp := range viewports {
 		t.Run(vp.name, func(t *testing.T) {
@@ -240,6 +257,20 @@ func TestBrowser(t *testing.T) {
 				t.Errorf("the host page scrolls sideways at %d px", vp.width)
 			}
 			shot("04-host")
+
+			// The host's change timeline: newest first, the tampered file loud, the diff and the
+			// package's files there to read.
+			step(t, ctx, "changes", chromedp.Navigate(e.srv.URL+"/hosts/"+web1.ID+"/changes"), chromedp.WaitVisible(chromedp.CSS("ol.timeline")))
+			if n := eval[int](t, ctx, `document.querySelectorAll("li.change").length`); n != 4 {
+				t.Errorf("the timeline shows %d changes, want 4", n)
+			}
+			if first := eval[string](t, ctx, `document.querySelector("li.change").className`); !strings.Contains(first, "change-tampered") {
+				t.Errorf("the newest change is %q, want the tampered file first", first)
+			}
+			if over := eval[bool](t, ctx, `document.documentElement.scrollWidth > window.innerWidth + 1`); over {
+				t.Errorf("the changes page scrolls sideways at %d px", vp.width)
+			}
+			shot("04b-changes")
 			if !vp.mobile {
 				step(t, ctx, "24h", chromedp.Navigate(e.srv.URL+"/hosts/"+web1.ID+"?range=24h"), chromedp.WaitVisible(chromedp.CSS("#chart-cpu path.line")))
 			}
