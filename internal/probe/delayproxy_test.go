@@ -168,7 +168,8 @@ func floorPhases(t *testing.T, n int, target string, m Module, name string, phas
 }
 
 // injectedWithin measures the phases through a relay without delay and one with, and checks
-// that each phase grew by the injected delay within 1 ms. A machine busy with other tests can
+// that each phase grew by the injected delay within its tolerance (1 ms on the wire, 5 ms where
+// CPU work on either side overlaps the crossing). A machine busy with other tests can
 // stall a goroutine for milliseconds, so a comparison that misses is measured again, up to
 // three times; every miss is logged.
 func injectedWithin(t *testing.T, direct, slow string, m Module, name string, want map[string]time.Duration) {
@@ -184,9 +185,15 @@ func injectedWithin(t *testing.T, direct, slow string, m Module, name string, wa
 		misses = misses[:0]
 		for p, w := range want {
 			tolerance := time.Millisecond
-			if p == "tls" {
+			switch p {
+			case "tls":
 				// A handshake is milliseconds of CPU on each side (more under -race) that the
 				// relay does not touch but a busy machine stretches; 1 ms is for the wire.
+				tolerance = 5 * time.Millisecond
+			case "query_response":
+				// After a TLS handshake the first exchange waits on the client's Finished crossing
+				// up, which overlaps the prober's own post-handshake work (certificate checks,
+				// milliseconds under -race on a busy machine): the phase can show that much less.
 				tolerance = 5 * time.Millisecond
 			}
 			got := delayed[p] - base[p]
