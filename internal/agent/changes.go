@@ -338,8 +338,8 @@ func (c *changeMonitor) kickShip() {
 // every interval, and whenever the package database changes.
 func (c *changeMonitor) snapshots(ctx context.Context) {
 	defer c.wg.Done()
-	interval := cmp(c.cfg.Interval, DefaultChangesInterval)
-	check := cmp(c.cfg.PackageCheck, DefaultPackageCheck)
+	interval := durationOr(c.cfg.Interval, DefaultChangesInterval)
+	check := durationOr(c.cfg.PackageCheck, DefaultPackageCheck)
 	next := time.Now()
 	if prev, err := changes.LoadSnapshot(c.dir); err == nil && prev != nil {
 		next = prev.Time.Add(interval)
@@ -377,7 +377,7 @@ func (c *changeMonitor) snapshots(ctx context.Context) {
 func (c *changeMonitor) snapshot(ctx context.Context) {
 	c.runMu.Lock()
 	defer c.runMu.Unlock()
-	res, err := changes.Run(ctx, c.srcCfg, c.dir, c.journalAppender(), &c.metrics, c.log)
+	res, err := changes.Run(ctx, c.srcCfg, c.dir, c.journal, &c.metrics, c.log)
 	if err != nil {
 		if ctx.Err() == nil {
 			c.log.Error("change snapshot failed", "err", err)
@@ -390,9 +390,6 @@ func (c *changeMonitor) snapshot(ctx context.Context) {
 	}
 	c.log.Debug("change snapshot taken", "events", len(res.Events), "objects", res.Snapshot.Objects(), "first", res.First)
 }
-
-// journalAppender lets changes.Run write through the journal directly (it counts its own events).
-func (c *changeMonitor) journalAppender() *changes.Journal { return c.journal }
 
 // packageStamp is the package databases' modification times: it changes when a package
 // transaction finishes.
@@ -417,7 +414,7 @@ func (c *changeMonitor) shipping(ctx context.Context) {
 	if c.ship == nil {
 		return
 	}
-	t := time.NewTicker(cmp(c.cfg.ShipInterval, DefaultShipInterval))
+	t := time.NewTicker(durationOr(c.cfg.ShipInterval, DefaultShipInterval))
 	defer t.Stop()
 	for {
 		select {
@@ -466,7 +463,8 @@ func (c *changeMonitor) shipOnce(ctx context.Context) (int, error) {
 	return len(batch), nil
 }
 
-func cmp(d, def time.Duration) time.Duration {
+// durationOr is d, or def when d is unset.
+func durationOr(d, def time.Duration) time.Duration {
 	if d == 0 {
 		return def
 	}
