@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -20,7 +18,6 @@ const grouperPkg = "sage-test-grouper"
 // 1.0; at 2.0 files 0..39 changed, 40..49 gone, 50..59 new (some in a new directory).
 func buildGrouperDeb(t *testing.T, dir, version string) string {
 	t.Helper()
-	root := filepath.Join(dir, "grouper-"+version)
 	files := map[string]string{
 		"DEBIAN/control": fmt.Sprintf("Package: %s\nVersion: %s\nArchitecture: all\nMaintainer: ServerSage tests <tests@invalid>\nDescription: throwaway package for ServerSage's grouper tests\n", grouperPkg, version),
 	}
@@ -38,15 +35,6 @@ func buildGrouperDeb(t *testing.T, dir, version string) string {
 		}
 		files[p] = fmt.Sprintf("file %d of version %s\n", i, version)
 	}
-	for p, s := range files {
-		full := filepath.Join(root, p)
-		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(full, []byte(s), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
 	// dpkg-deb --build writes no md5sums; dpkg records them only if the package has them.
 	var sums strings.Builder
 	for p, s := range files {
@@ -54,14 +42,8 @@ func buildGrouperDeb(t *testing.T, dir, version string) string {
 			fmt.Fprintf(&sums, "%s  %s\n", md5hex(s), p)
 		}
 	}
-	if err := os.WriteFile(filepath.Join(root, "DEBIAN/md5sums"), []byte(sums.String()), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	deb := filepath.Join(dir, grouperPkg+"_"+version+"_all.deb")
-	if out, err := exec.Command(testenv.LookPath(t, "dpkg-deb", "dpkg"), "--root-owner-group", "--build", root, deb).CombinedOutput(); err != nil {
-		t.Fatalf("dpkg-deb: %v\n%s", err, out)
-	}
-	return deb
+	files["DEBIAN/md5sums"] = sums.String()
+	return writeDeb(t, dir, "grouper-"+version, grouperPkg+"_"+version+"_all.deb", files)
 }
 
 // TestGrouperRealDpkg upgrades a real package under a real file monitor: the upgrade's 60 file

@@ -62,11 +62,17 @@ func eventsFor(evs []Event, kind, objSub string) []Event {
 
 func buildDeb(t *testing.T, dir, version string) string {
 	t.Helper()
-	root := filepath.Join(dir, "pkg-"+version)
-	for p, s := range map[string]string{
+	return writeDeb(t, dir, "pkg-"+version, "sage-test-pkg_"+version+"_all.deb", map[string]string{
 		"DEBIAN/control":                  fmt.Sprintf("Package: sage-test-pkg\nVersion: %s\nArchitecture: all\nMaintainer: ServerSage tests <tests@invalid>\nDescription: throwaway package for ServerSage's change monitor tests\n", version),
 		"usr/share/sage-test-pkg/version": version + "\n",
-	} {
+	})
+}
+
+// writeDeb writes files (path in the package -> content) under dir/tree and builds dir/deb from them.
+func writeDeb(t *testing.T, dir, tree, deb string, files map[string]string) string {
+	t.Helper()
+	root := filepath.Join(dir, tree)
+	for p, s := range files {
 		full := filepath.Join(root, p)
 		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
 			t.Fatal(err)
@@ -75,7 +81,7 @@ func buildDeb(t *testing.T, dir, version string) string {
 			t.Fatal(err)
 		}
 	}
-	deb := filepath.Join(dir, "sage-test-pkg_"+version+"_all.deb")
+	deb = filepath.Join(dir, deb)
 	if out, err := exec.Command(testenv.LookPath(t, "dpkg-deb", "dpkg"), "--root-owner-group", "--build", root, deb).CombinedOutput(); err != nil {
 		t.Fatalf("dpkg-deb: %v\n%s", err, out)
 	}
