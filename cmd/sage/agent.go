@@ -190,24 +190,37 @@ func enrolment(hubURL, tokenFile, advertise, hostname string, opts agent.Options
 	}, nil
 }
 
-// meshPeers is the agent's Peers hook: the hub's list of this host's east-west peers, asked
-// with the enrolment token (read afresh each time, like enrolment's) and the machine id.
-func meshPeers(hubURL, tokenFile string, opts agent.Options, logger *slog.Logger) func(context.Context) (agent.MeshPeers, error) {
+// hubCredentials returns what authenticates the agent's requests to the hub after enrolment: the
+// enrolment token, read afresh each time (a rotated token takes effect without a restart), and
+// this machine's id.
+func hubCredentials(tokenFile string, opts agent.Options) func() (token, machineID string, err error) {
 	src := enrol.DefaultSources(opts.RootPath, opts.ProcPath, opts.SysPath)
 	if p := os.Getenv("SAGE_MACHINE_ID_FILE"); p != "" {
 		src.MachineIDFiles = []string{p}
 	}
-	client := &enrol.Client{Logger: logger}
-	return func(ctx context.Context) (agent.MeshPeers, error) {
+	return func() (string, string, error) {
 		token, _, err := enrol.ReadToken(tokenFile)
 		if err != nil {
-			return agent.MeshPeers{}, err
+			return "", "", err
 		}
 		e, err := enrol.Gather(src)
 		if err != nil {
+			return "", "", err
+		}
+		return token, e.MachineID, nil
+	}
+}
+
+// meshPeers is the agent's Peers hook: the hub's list of this host's east-west peers.
+func meshPeers(hubURL, tokenFile string, opts agent.Options, logger *slog.Logger) func(context.Context) (agent.MeshPeers, error) {
+	creds := hubCredentials(tokenFile, opts)
+	client := &enrol.Client{Logger: logger}
+	return func(ctx context.Context) (agent.MeshPeers, error) {
+		token, machineID, err := creds()
+		if err != nil {
 			return agent.MeshPeers{}, err
 		}
-		res, err := client.Peers(ctx, hubURL, token, e.MachineID)
+		res, err := client.Peers(ctx, hubURL, token, machineID)
 		if err != nil {
 			return agent.MeshPeers{}, err
 		}
@@ -219,24 +232,16 @@ func meshPeers(hubURL, tokenFile string, opts agent.Options, logger *slog.Logger
 	}
 }
 
-// changeShipper is the agent's ShipChanges hook: journaled change events go to the hub with the
-// enrolment token and machine id, as the request for peers does.
+// changeShipper is the agent's ShipChanges hook: journaled change events go to the hub.
 func changeShipper(hubURL, tokenFile string, opts agent.Options, logger *slog.Logger) agent.ShipFunc {
-	src := enrol.DefaultSources(opts.RootPath, opts.ProcPath, opts.SysPath)
-	if p := os.Getenv("SAGE_MACHINE_ID_FILE"); p != "" {
-		src.MachineIDFiles = []string{p}
-	}
+	creds := hubCredentials(tokenFile, opts)
 	client := &enrol.Client{Logger: logger}
 	return func(ctx context.Context, journal string, events []changes.Event) (uint64, error) {
-		token, _, err := enrol.ReadToken(tokenFile)
+		token, machineID, err := creds()
 		if err != nil {
 			return 0, err
 		}
-		e, err := enrol.Gather(src)
-		if err != nil {
-			return 0, err
-		}
-		return client.ShipChanges(ctx, hubURL, token, e.MachineID, journal, events)
+		return client.ShipChanges(ctx, hubURL, token, machineID, journal, events)
 	}
 }
 
