@@ -72,6 +72,7 @@ func scanClient(row store.Row) (Client, error) {
 
 // CreateClient adds a client; ID and times are set by the inventory.
 func (inv *Inventory) CreateClient(ctx context.Context, c Client) (Client, error) {
+	defer inv.changed()
 	c.normalize()
 	if err := invalid(c.validate()...); err != nil {
 		return Client{}, err
@@ -120,6 +121,7 @@ func (inv *Inventory) ListClients(ctx context.Context, f ClientFilter) ([]Client
 
 // UpdateClient replaces the name, slug and notes of the client with c.ID.
 func (inv *Inventory) UpdateClient(ctx context.Context, c Client) (Client, error) {
+	defer inv.changed()
 	c.normalize()
 	if err := invalid(c.validate()...); err != nil {
 		return Client{}, err
@@ -137,6 +139,7 @@ func (inv *Inventory) UpdateClient(ctx context.Context, c Client) (Client, error
 // DeleteClient deletes the client with id, refusing (ErrInUse) while it has sites, hosts or
 // contracts.
 func (inv *Inventory) DeleteClient(ctx context.Context, id string) error {
+	defer inv.changed()
 	err := inv.db.Tx(ctx, func(tx *sql.Tx) error {
 		c, err := inv.getClient(ctx, tx, id)
 		if err != nil {

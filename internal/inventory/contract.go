@@ -202,6 +202,7 @@ func (c *Contract) dbArgs() (services, start string, end any) {
 
 // CreateContract adds a contract to its client.
 func (inv *Inventory) CreateContract(ctx context.Context, c Contract) (Contract, error) {
+	defer inv.changed()
 	c.normalize()
 	fe := c.validate()
 	var out Contract
@@ -263,6 +264,7 @@ func (inv *Inventory) ListContracts(ctx context.Context, f ContractFilter) ([]Co
 // UpdateContract replaces everything but the client and the creation time of the contract with
 // c.ID. c.ClientID may be empty (unchanged) but not another client.
 func (inv *Inventory) UpdateContract(ctx context.Context, c Contract) (Contract, error) {
+	defer inv.changed()
 	c.normalize()
 	var out Contract
 	err := inv.db.Tx(ctx, func(tx *sql.Tx) error {
@@ -290,5 +292,6 @@ func (inv *Inventory) UpdateContract(ctx context.Context, c Contract) (Contract,
 
 // DeleteContract deletes the contract with id.
 func (inv *Inventory) DeleteContract(ctx context.Context, id string) error {
+	defer inv.changed()
 	return deleteByID(ctx, inv.db, "contracts", "contract", id)
 }

@@ -75,6 +75,7 @@ func (e *Enrolment) validate() []config.FieldError {
 // linked to a machine is adopted rather than duplicated. A machine already enrolled under another
 // client is refused (a field error on machine_id): one client's token cannot take another's host.
 func (inv *Inventory) EnrolHost(ctx context.Context, clientID string, e Enrolment) (Host, bool, error) {
+	defer inv.changed()
 	e.normalize()
 	fe := e.validate()
 	if clientID == "" {

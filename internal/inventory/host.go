@@ -262,6 +262,7 @@ func hostRefs(ctx context.Context, q querier, fe *[]config.FieldError, clientID,
 // CreateHost adds a host. Hosts usually appear by enrolment (EnrolHost); this is for entering one
 // by hand, ahead of its agent or for a machine without one.
 func (inv *Inventory) CreateHost(ctx context.Context, h Host) (Host, error) {
+	defer inv.changed()
 	h.normalize()
 	fe := h.validate()
 	var out Host
@@ -307,6 +308,7 @@ func (inv *Inventory) ListHosts(ctx context.Context, f HostFilter) ([]Host, erro
 // UpdateHost replaces the editable fields of the host with h.ID: everything but its client, the
 // enrolment time and the creation time. h.ClientID may be empty (unchanged) but not another client.
 func (inv *Inventory) UpdateHost(ctx context.Context, h Host) (Host, error) {
+	defer inv.changed()
 	h.normalize()
 	var out Host
 	err := inv.db.Tx(ctx, func(tx *sql.Tx) error {
@@ -337,6 +339,7 @@ func (inv *Inventory) UpdateHost(ctx context.Context, h Host) (Host, error) {
 
 // DeleteHost deletes the host with id and its services. Retiring it (Status) keeps its history.
 func (inv *Inventory) DeleteHost(ctx context.Context, id string) error {
+	defer inv.changed()
 	res, err := inv.db.ExecContext(ctx, "DELETE FROM hosts WHERE id = $1", id)
 	if err != nil {
 		return dbError("deleting host", err)

@@ -32,6 +32,7 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/serversage/sage/internal/config"
@@ -57,6 +58,9 @@ func invalid(fields ...config.FieldError) error { return config.Invalid(fields..
 type Inventory struct {
 	db  *store.DB
 	now func() time.Time
+
+	gen   atomic.Uint64 // bumped by every write (cache.go)
+	cache listCache
 }
 
 // New returns an Inventory on db, which must have been opened with store.Open (migrated).

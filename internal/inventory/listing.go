@@ -101,19 +101,29 @@ type HostRef struct {
 }
 
 // ListHostRefs returns the HostRef of every host f selects, by name. It reads no JSON column, so
-// it stays cheap over the whole estate.
+// it stays cheap over the whole estate, and answers from the listing cache until the next write
+// (cache.go): the overview and the clients page read every host for their health figures.
 func (inv *Inventory) ListHostRefs(ctx context.Context, f HostFilter) ([]HostRef, error) {
 	w := hostWhere(f, "h.") // qualified: clients has id and name_fold too
 	q := `SELECT h.id, h.client_id, c.slug, h.name, h.status, h.agent_url <> '' FROM hosts h JOIN clients c ON c.id = h.client_id` +
 		w.sql() + " ORDER BY h.name_fold, h.id" + w.page(f.Page)
+	g, key := inv.gen.Load(), listingKey(f, nil, true)
+	if l, ok := inv.cachedRefs(g, key); ok {
+		return l, nil
+	}
 	rows, err := inv.db.QueryContext(ctx, q, w.args...)
-	return scanAll(rows, err, func(r store.Row) (HostRef, error) {
+	l, err := scanAll(rows, err, func(r store.Row) (HostRef, error) {
 		var h HostRef
 		var status string
 		err := r.Scan(&h.ID, &h.ClientID, &h.ClientSlug, &h.Name, &status, &h.HasAgent)
 		h.Status = Status(status)
 		return h, err
 	}, "listing hosts")
+	if err != nil {
+		return nil, err
+	}
+	inv.keepRefs(g, key, l)
+	return l, nil
 }
 
 // ListHostsByID returns the hosts with the given ids that exist, by name. It is how a page shows
@@ -212,13 +222,21 @@ func (inv *Inventory) CountHostsIn(ctx context.Context, f HostFilter, set *HostS
 	if err := hostSetWhere(w, set); err != nil {
 		return 0, err
 	}
+	g, key := inv.gen.Load(), listingKey(f, set, false)
+	if n, ok := inv.cachedCount(g, key); ok {
+		return n, nil
+	}
 	var n int
-	err := inv.db.QueryRowContext(ctx, "SELECT COUNT(*) FROM hosts h"+w.sql(), w.args...).Scan(&n)
-	return n, dbError("counting hosts", err)
+	if err := inv.db.QueryRowContext(ctx, "SELECT COUNT(*) FROM hosts h"+w.sql(), w.args...).Scan(&n); err != nil {
+		return 0, dbError("counting hosts", err)
+	}
+	inv.keepCount(g, key, n)
+	return n, nil
 }
 
 // ListHostSummaries returns the summaries of the hosts f selects within set (nil: all), by name,
-// one page of f.Page.
+// one page of f.Page. Like CountHostsIn and ListClientNames, it answers from the listing cache
+// until the next write (cache.go).
 func (inv *Inventory) ListHostSummaries(ctx context.Context, f HostFilter, set *HostSet) ([]HostSummary, error) {
 	if set != nil && !set.Exclude && len(set.Keys) == 0 {
 		return nil, nil
@@ -233,8 +251,17 @@ func (inv *Inventory) ListHostSummaries(ctx context.Context, f HostFilter, set *
 		FROM (SELECT h.id, h.client_id, h.site_id, h.name, h.name_fold, h.role, h.status, h.agent_url FROM hosts h` +
 		w.sql() + " ORDER BY h.name_fold, h.id" + w.page(f.Page) + `) h
 		JOIN clients c ON c.id = h.client_id LEFT JOIN sites s ON s.id = h.site_id ORDER BY h.name_fold, h.id`
+	g, key := inv.gen.Load(), listingKey(f, set, true)
+	if l, ok := inv.cachedPage(g, key); ok {
+		return l, nil
+	}
 	rows, err := inv.db.QueryContext(ctx, q, w.args...)
-	return scanAll(rows, err, scanHostSummary, "listing hosts")
+	l, err := scanAll(rows, err, scanHostSummary, "listing hosts")
+	if err != nil {
+		return nil, err
+	}
+	inv.keepPage(g, key, l)
+	return l, nil
 }
 
 func scanHostSummary(r store.Row) (HostSummary, error) {
@@ -255,11 +282,20 @@ type ClientName struct {
 
 // ListClientNames returns every client's ClientName, by name, without the notes.
 func (inv *Inventory) ListClientNames(ctx context.Context) ([]ClientName, error) {
+	g := inv.gen.Load()
+	if l, ok := inv.cachedClientNames(g); ok {
+		return l, nil
+	}
 	rows, err := inv.db.QueryContext(ctx, "SELECT id, name, slug FROM clients ORDER BY name_fold, id")
-	return scanAll(rows, err, func(r store.Row) (ClientName, error) {
+	l, err := scanAll(rows, err, func(r store.Row) (ClientName, error) {
 		var c ClientName
 		return c, r.Scan(&c.ID, &c.Name, &c.Slug)
 	}, "listing clients")
+	if err != nil {
+		return nil, err
+	}
+	inv.keepClientNames(g, l)
+	return l, nil
 }
 
 // HostRecord is a host with its JSON columns as the JSON text they are stored as: Host's

@@ -134,6 +134,7 @@ func scanService(row store.Row) (Service, error) {
 
 // CreateService adds a service to its host.
 func (inv *Inventory) CreateService(ctx context.Context, s Service) (Service, error) {
+	defer inv.changed()
 	s.normalize()
 	fe := s.validate()
 	var out Service
@@ -188,6 +189,7 @@ func (inv *Inventory) ListServices(ctx context.Context, f ServiceFilter) ([]Serv
 // UpdateService replaces the type, name, target, credentials reference and notes of the service
 // with s.ID. s.HostID may be empty (unchanged) but not another host.
 func (inv *Inventory) UpdateService(ctx context.Context, s Service) (Service, error) {
+	defer inv.changed()
 	s.normalize()
 	var out Service
 	err := inv.db.Tx(ctx, func(tx *sql.Tx) error {
@@ -213,6 +215,7 @@ func (inv *Inventory) UpdateService(ctx context.Context, s Service) (Service, er
 
 // DeleteService deletes the service with id.
 func (inv *Inventory) DeleteService(ctx context.Context, id string) error {
+	defer inv.changed()
 	return deleteByID(ctx, inv.db, "services", "service", id)
 }
 

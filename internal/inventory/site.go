@@ -64,6 +64,7 @@ func scanSite(row store.Row) (Site, error) {
 
 // CreateSite adds a site to its client.
 func (inv *Inventory) CreateSite(ctx context.Context, s Site) (Site, error) {
+	defer inv.changed()
 	s.normalize()
 	fe := s.validate()
 	var out Site
@@ -129,6 +130,7 @@ func (inv *Inventory) ListSites(ctx context.Context, f SiteFilter) ([]Site, erro
 // UpdateSite replaces the name, address and notes of the site with s.ID. s.ClientID may be empty
 // (unchanged) but not another client.
 func (inv *Inventory) UpdateSite(ctx context.Context, s Site) (Site, error) {
+	defer inv.changed()
 	s.normalize()
 	var out Site
 	err := inv.db.Tx(ctx, func(tx *sql.Tx) error {
@@ -161,6 +163,7 @@ func sameParent(field, what, given, current string) error {
 
 // DeleteSite deletes the site with id, refusing (ErrInUse) while hosts are at it.
 func (inv *Inventory) DeleteSite(ctx context.Context, id string) error {
+	defer inv.changed()
 	err := inv.db.Tx(ctx, func(tx *sql.Tx) error {
 		s, err := inv.getSite(ctx, tx, id)
 		if err != nil {

@@ -1,0 +1,139 @@
+package inventory_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/serversage/sage/internal/inventory"
+	"github.com/serversage/sage/internal/store"
+)
+
+// listingView is everything the listing cache answers for one client's hosts, as text.
+func listingView(t *testing.T, inv *inventory.Inventory, clientID string) string {
+	t.Helper()
+	var b strings.Builder
+	clients, err := inv.ListClientNames(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(&b, "clients %v\n", clients)
+	f := inventory.HostFilter{ClientID: clientID}
+	refs, err := inv.ListHostRefs(ctx, f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(&b, "refs %+v\n", refs)
+	for _, set := range []*inventory.HostSet{nil, {Keys: []inventory.HostKey{{ClientID: clientID, Name: "web1"}}}, {Exclude: true, Keys: []inventory.HostKey{{ClientID: clientID, Name: "WEB1"}}}} {
+		n, err := inv.CountHostsIn(ctx, f, set)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.Page = inventory.Page{Limit: 10}
+		l, err := inv.ListHostSummaries(ctx, f, set)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(&b, "%d hosts: %+v\n", n, l)
+	}
+	return b.String()
+}
+
+// TestListingCacheFollowsWrites: after every kind of write, the cached listings (client names,
+// counts, pages, with and without a host set, host refs) are what an Inventory without a cache reads, and
+// they did change.
+func TestListingCacheFollowsWrites(t *testing.T) {
+	type estate struct {
+		client inventory.Client
+		site   inventory.Site
+		web1   inventory.Host
+	}
+	tests := []struct {
+		name  string
+		write func(context.Context, *inventory.Inventory, estate) error
+	}{
+		{"create host", func(ctx context.Context, inv *inventory.Inventory, e estate) error {
+			_, err := inv.CreateHost(ctx, inventory.Host{ClientID: e.client.ID, Name: "web2"})
+			return err
+		}},
+		{"rename host", func(ctx context.Context, inv *inventory.Inventory, e estate) error {
+			h := e.web1
+			h.Name = "web9"
+			_, err := inv.UpdateHost(ctx, h)
+			return err
+		}},
+		{"retire host", func(ctx context.Context, inv *inventory.Inventory, e estate) error {
+			h := e.web1
+			h.Status = inventory.StatusRetired
+			_, err := inv.UpdateHost(ctx, h)
+			return err
+		}},
+		{"delete host", func(ctx context.Context, inv *inventory.Inventory, e estate) error {
+			return inv.DeleteHost(ctx, e.web1.ID)
+		}},
+		{"enrol a new host", func(ctx context.Context, inv *inventory.Inventory, e estate) error {
+			_, _, err := inv.EnrolHost(ctx, e.client.ID, inventory.Enrolment{MachineID: "m-new", Hostname: "db1"})
+			return err
+		}},
+		{"enrolment approves a pending host", func(ctx context.Context, inv *inventory.Inventory, e estate) error {
+			_, _, err := inv.EnrolHost(ctx, e.client.ID, inventory.Enrolment{MachineID: "m-web1", Hostname: "web1", AutoApprove: true})
+			return err
+		}},
+		{"rename client", func(ctx context.Context, inv *inventory.Inventory, e estate) error {
+			c := e.client
+			c.Name = "Acme Renamed"
+			_, err := inv.UpdateClient(ctx, c)
+			return err
+		}},
+		{"create client", func(ctx context.Context, inv *inventory.Inventory, e estate) error {
+			_, err := inv.CreateClient(ctx, inventory.Client{Name: "Globex"})
+			return err
+		}},
+		{"rename site", func(ctx context.Context, inv *inventory.Inventory, e estate) error {
+			s := e.site
+			s.Name = "Mumbai"
+			_, err := inv.UpdateSite(ctx, s)
+			return err
+		}},
+		{"move host off its site", func(ctx context.Context, inv *inventory.Inventory, e estate) error {
+			h := e.web1
+			h.SiteID = ""
+			_, err := inv.UpdateHost(ctx, h)
+			return err
+		}},
+	}
+	each(t, func(t *testing.T, inv *inventory.Inventory, db *store.DB) {
+		for i, tc := range tests {
+			t.Run(tc.name, func(t *testing.T) {
+				var e estate
+				e.client = mustClient(t, inv, fmt.Sprintf("Acme %d", i))
+				e.site = mustSite(t, inv, e.client.ID, "Pune")
+				e.web1 = mustHost(t, inv, inventory.Host{ClientID: e.client.ID, SiteID: e.site.ID, Name: "web1", MachineID: fmt.Sprintf("m-web1-%d", i)})
+				if tc.name == "enrolment approves a pending host" {
+					e.web1.MachineID = "m-web1"
+					e.web1.Status = inventory.StatusPending
+					var err error
+					if e.web1, err = inv.UpdateHost(ctx, e.web1); err != nil {
+						t.Fatal(err)
+					}
+				}
+				before := listingView(t, inv, e.client.ID)
+				if again := listingView(t, inv, e.client.ID); again != before {
+					t.Fatalf("two reads differ:\n%s\n%s", before, again)
+				}
+				if err := tc.write(ctx, inv, e); err != nil {
+					t.Fatal(err)
+				}
+				got := listingView(t, inv, e.client.ID)
+				want := listingView(t, inventory.New(db), e.client.ID)
+				if got != want {
+					t.Errorf("after the write the cache answers\n%s\nand the database\n%s", got, want)
+				}
+				if got == before {
+					t.Errorf("the write changed nothing in the view:\n%s", got)
+				}
+			})
+		}
+	})
+}
