@@ -53,6 +53,7 @@ func (u *UI) funcs() template.FuncMap {
 		"datetime":   datetime,
 		"stateLabel": stateLabel,
 		"plural":     plural,
+		"options":    optionsHTML,
 		// The names the auth middleware reads the CSRF token from.
 		"csrfField":  func() string { return auth.CSRFField },
 		"csrfHeader": func() string { return auth.CSRFHeader },
