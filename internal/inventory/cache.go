@@ -2,7 +2,6 @@ package inventory
 
 import (
 	"crypto/sha256"
-	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -12,144 +11,181 @@ import (
 
 // The hosts page is the hub's busiest page: every open browser polls its table once a scrape
 // interval, with the same filter, and each poll counted and paged the hosts table again (and,
-// filtered by name, ran a LIKE over every row twice). The inventory changes seldom and only
-// through this Inventory (the hub is its one writer), so listCache keeps those answers until the
-// next write: each write method bumps a generation, an entry is served only while its
-// generation is current, and an answer read while a write was under way is never kept under
-// the new generation (the generation is read before the query and the entry stored only if it
-// is still the same after). maxCacheAge bounds how long an entry lives even without writes, so
-// that a change made to the database behind the hub's back (an operator's SQL) shows within
-// it. Health is not in here: the pages add it to each row from the scrape, live.
+// filtered by name, ran a LIKE over every row twice); the overview and the clients page read
+// every host. The inventory changes seldom, so listCache keeps those answers until the next
+// write through this Inventory: each write method bumps a generation, an entry is served only
+// while its generation is current, and an answer read while a write was under way is never kept
+// under the new generation (the generation is read before the query, and the answer kept only if
+// it is still current after). Writes that reach the database another way (another hub on the
+// same PostgreSQL, an operator's SQL) show within maxCacheAge, the bound the hub's scrape
+// targets follow the inventory by. Health is not in here: the pages add each row's state from
+// the scrape, live.
 
-// maxCacheAge is how long a cached listing is served without a write in between.
+// maxCacheAge is the longest an answer is served from the cache, counted from before its query.
 const maxCacheAge = 30 * time.Second
 
-// maxCacheEntries bounds the cached count and page answers (distinct filters and pages); the
-// cache starts over when it is full.
-const maxCacheEntries = 256
-
-// maxCachedRefs bounds the cached ListHostRefs answers, each up to every host.
-const maxCachedRefs = 16
+const (
+	// maxCacheEntries bounds the cached counts and pages (distinct filters and pages); the
+	// cache starts over when full.
+	maxCacheEntries = 256
+	// maxCachedRefRows bounds the rows of the cached ListHostRefs answers, each of which can be
+	// the whole estate.
+	maxCachedRefRows = 100_000
+	// maxCachedSetKeys: a listing within a larger host set is not cached, so that a poll does
+	// not sort and hash thousands of keys for a key.
+	maxCachedSetKeys = 2_000
+)
 
 type listCache struct {
 	mu      sync.Mutex
-	gen     uint64 // the generation the entries below were read at
-	born    time.Time
-	clients []ClientName // nil: not cached
-	counts  map[string]int
-	pages   map[string][]HostSummary
-	refs    map[string][]HostRef
+	gen     uint64    // the generation the entries below were read at
+	born    time.Time // when the oldest entry's read began, at the latest
+	clients []ClientName
+	cached  bool // clients is cached (it may be empty)
+	counts  map[[sha256.Size]byte]int
+	pages   map[[sha256.Size]byte][]HostSummary
+	refs    map[[sha256.Size]byte][]HostRef
+	refRows int
 }
 
-// changed is deferred by every write method: from its return, nothing read before it is served.
+// changed is deferred by every write method, those of contracts and services too (nothing
+// cached reads them today, and a listing that later does must not be forgotten): from its
+// return, nothing read before it is served.
 func (inv *Inventory) changed() { inv.gen.Add(1) }
 
-// cacheUsable reports whether the cache holds answers of generation g, clearing it if not.
-// c.mu must be held.
-func (inv *Inventory) cacheUsable(g uint64) bool {
-	c := &inv.cache
-	if c.gen == g && inv.now().Sub(c.born) < maxCacheAge {
-		return true
-	}
-	c.gen, c.born = g, inv.now()
-	c.clients, c.counts, c.pages, c.refs = nil, nil, nil, nil
-	return false
+// cacheRead is when a read began: its generation and time, taken before the query.
+type cacheRead struct {
+	gen uint64
+	at  time.Time
 }
 
-func (inv *Inventory) cachedClientNames(g uint64) ([]ClientName, bool) {
+func (inv *Inventory) startRead() cacheRead {
+	return cacheRead{gen: inv.gen.Load(), at: inv.now()}
+}
+
+// cacheAt reports whether the cache serves r's generation, starting it over first when it
+// holds an older generation or has aged. A read of an older generation than the cache's (one
+// that began before a write another read has already seen) neither reads nor clears it.
+// c.mu must be held.
+func (inv *Inventory) cacheAt(r cacheRead) bool {
+	c := &inv.cache
+	if r.gen < c.gen {
+		return false
+	}
+	if r.gen == c.gen && r.at.Sub(c.born) < maxCacheAge {
+		return true
+	}
+	c.gen, c.born = r.gen, r.at
+	c.clients, c.cached, c.counts, c.pages, c.refs, c.refRows = nil, false, nil, nil, nil, 0
+	return true
+}
+
+// keeps reports whether an answer read at r may be kept: no write since r began, and the
+// cache not started over since (an answer older than the cache's birth would outlive
+// maxCacheAge). c.mu must be held.
+func (inv *Inventory) keeps(r cacheRead) bool {
+	c := &inv.cache
+	return inv.gen.Load() == r.gen && c.gen == r.gen && !r.at.Before(c.born)
+}
+
+func (inv *Inventory) cachedClientNames(r cacheRead) ([]ClientName, bool) {
 	inv.cache.mu.Lock()
 	defer inv.cache.mu.Unlock()
-	if !inv.cacheUsable(g) || inv.cache.clients == nil {
+	if !inv.cacheAt(r) || !inv.cache.cached {
 		return nil, false
 	}
 	return slices.Clone(inv.cache.clients), true
 }
 
-func (inv *Inventory) keepClientNames(g uint64, l []ClientName) {
+func (inv *Inventory) keepClientNames(r cacheRead, l []ClientName) {
 	inv.cache.mu.Lock()
 	defer inv.cache.mu.Unlock()
-	if inv.gen.Load() != g || inv.cache.gen != g {
-		return // a write happened meanwhile, or the cache moved on
-	}
-	inv.cache.clients = slices.Clip(slices.Clone(l))
-	if inv.cache.clients == nil {
-		inv.cache.clients = []ClientName{}
+	if inv.keeps(r) {
+		inv.cache.clients, inv.cache.cached = slices.Clone(l), true
 	}
 }
 
-func (inv *Inventory) cachedCount(g uint64, key string) (int, bool) {
+func (inv *Inventory) cachedCount(r cacheRead, key [sha256.Size]byte) (int, bool) {
 	inv.cache.mu.Lock()
 	defer inv.cache.mu.Unlock()
-	if !inv.cacheUsable(g) {
+	if !inv.cacheAt(r) {
 		return 0, false
 	}
 	n, ok := inv.cache.counts[key]
 	return n, ok
 }
 
-func (inv *Inventory) keepCount(g uint64, key string, n int) {
+func (inv *Inventory) keepCount(r cacheRead, key [sha256.Size]byte, n int) {
 	inv.cache.mu.Lock()
 	defer inv.cache.mu.Unlock()
 	c := &inv.cache
-	if inv.gen.Load() != g || c.gen != g {
+	if !inv.keeps(r) {
 		return
 	}
 	if c.counts == nil || len(c.counts) >= maxCacheEntries {
-		c.counts = make(map[string]int)
+		c.counts = make(map[[sha256.Size]byte]int)
 	}
 	c.counts[key] = n
 }
 
-func (inv *Inventory) cachedPage(g uint64, key string) ([]HostSummary, bool) {
+func (inv *Inventory) cachedPage(r cacheRead, key [sha256.Size]byte) ([]HostSummary, bool) {
 	inv.cache.mu.Lock()
 	defer inv.cache.mu.Unlock()
-	if !inv.cacheUsable(g) {
+	if !inv.cacheAt(r) {
 		return nil, false
 	}
 	l, ok := inv.cache.pages[key]
 	return slices.Clone(l), ok
 }
 
-func (inv *Inventory) keepPage(g uint64, key string, l []HostSummary) {
+func (inv *Inventory) keepPage(r cacheRead, key [sha256.Size]byte, l []HostSummary) {
 	inv.cache.mu.Lock()
 	defer inv.cache.mu.Unlock()
 	c := &inv.cache
-	if inv.gen.Load() != g || c.gen != g {
+	if !inv.keeps(r) {
 		return
 	}
 	if c.pages == nil || len(c.pages) >= maxCacheEntries {
-		c.pages = make(map[string][]HostSummary)
+		c.pages = make(map[[sha256.Size]byte][]HostSummary)
 	}
 	c.pages[key] = slices.Clone(l)
 }
 
-func (inv *Inventory) cachedRefs(g uint64, key string) ([]HostRef, bool) {
+func (inv *Inventory) cachedRefs(r cacheRead, key [sha256.Size]byte) ([]HostRef, bool) {
 	inv.cache.mu.Lock()
 	defer inv.cache.mu.Unlock()
-	if !inv.cacheUsable(g) {
+	if !inv.cacheAt(r) {
 		return nil, false
 	}
 	l, ok := inv.cache.refs[key]
 	return slices.Clone(l), ok
 }
 
-// keepRefs keeps few listings of every host: each can be the whole estate.
-func (inv *Inventory) keepRefs(g uint64, key string, l []HostRef) {
+func (inv *Inventory) keepRefs(r cacheRead, key [sha256.Size]byte, l []HostRef) {
 	inv.cache.mu.Lock()
 	defer inv.cache.mu.Unlock()
 	c := &inv.cache
-	if inv.gen.Load() != g || c.gen != g {
+	if !inv.keeps(r) || len(l) > maxCachedRefRows {
 		return
 	}
-	if c.refs == nil || len(c.refs) >= maxCachedRefs {
-		c.refs = make(map[string][]HostRef)
+	if c.refs == nil || c.refRows+len(l) > maxCachedRefRows {
+		c.refs, c.refRows = make(map[[sha256.Size]byte][]HostRef), 0
+	}
+	if old, ok := c.refs[key]; ok {
+		c.refRows -= len(old)
 	}
 	c.refs[key] = slices.Clone(l)
+	c.refRows += len(l)
 }
 
-// listingKey identifies a listing's filter, host set and page. A host set is keyed by its
-// content, so a set that changes (a host going down) is another entry.
-func listingKey(f HostFilter, set *HostSet, withPage bool) string {
+// listingKey identifies a listing's filter, host set and page, as a hash: a filter's values
+// come from the request and may be long. A host set is keyed by its content in any order (the
+// health tracker's comes from a map), so a set that changes (a host going down) is another
+// entry. ok is false for a set too large to be worth keying.
+func listingKey(f HostFilter, set *HostSet, withPage bool) (key [sha256.Size]byte, ok bool) {
+	if set != nil && len(set.Keys) > maxCachedSetKeys {
+		return key, false
+	}
 	var b strings.Builder
 	for _, s := range []string{f.ClientID, f.SiteID, string(f.Status), f.Role, f.Tag, f.NameContains, f.MachineID} {
 		b.WriteString(strconv.Quote(s))
@@ -161,18 +197,19 @@ func listingKey(f HostFilter, set *HostSet, withPage bool) string {
 		b.WriteString(strconv.Itoa(f.Page.Offset))
 	}
 	if set != nil {
-		// The set by its content in any order (the health tracker's comes from a map), hashed:
-		// it may name thousands of hosts.
 		keys := make([]string, len(set.Keys))
 		for i, k := range set.Keys {
 			keys[i] = strconv.Quote(k.ClientID) + strconv.Quote(fold(k.Name))
 		}
 		slices.Sort(keys)
-		h := sha256.New()
-		for _, k := range keys {
-			h.Write([]byte(k))
+		b.WriteString(" set")
+		if set.Exclude {
+			b.WriteString(" not")
 		}
-		fmt.Fprintf(&b, " not=%t in=%d:%x", set.Exclude, len(keys), h.Sum(nil))
+		for _, k := range keys {
+			b.WriteByte(' ')
+			b.WriteString(k)
+		}
 	}
-	return b.String()
+	return sha256.Sum256([]byte(b.String())), true
 }

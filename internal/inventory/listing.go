@@ -107,8 +107,9 @@ func (inv *Inventory) ListHostRefs(ctx context.Context, f HostFilter) ([]HostRef
 	w := hostWhere(f, "h.") // qualified: clients has id and name_fold too
 	q := `SELECT h.id, h.client_id, c.slug, h.name, h.status, h.agent_url <> '' FROM hosts h JOIN clients c ON c.id = h.client_id` +
 		w.sql() + " ORDER BY h.name_fold, h.id" + w.page(f.Page)
-	g, key := inv.gen.Load(), listingKey(f, nil, true)
-	if l, ok := inv.cachedRefs(g, key); ok {
+	read := inv.startRead()
+	key, _ := listingKey(f, nil, true)
+	if l, ok := inv.cachedRefs(read, key); ok {
 		return l, nil
 	}
 	rows, err := inv.db.QueryContext(ctx, q, w.args...)
@@ -122,7 +123,7 @@ func (inv *Inventory) ListHostRefs(ctx context.Context, f HostFilter) ([]HostRef
 	if err != nil {
 		return nil, err
 	}
-	inv.keepRefs(g, key, l)
+	inv.keepRefs(read, key, l)
 	return l, nil
 }
 
@@ -222,15 +223,18 @@ func (inv *Inventory) CountHostsIn(ctx context.Context, f HostFilter, set *HostS
 	if err := hostSetWhere(w, set); err != nil {
 		return 0, err
 	}
-	g, key := inv.gen.Load(), listingKey(f, set, false)
-	if n, ok := inv.cachedCount(g, key); ok {
+	read := inv.startRead()
+	key, cacheable := listingKey(f, set, false)
+	if n, ok := inv.cachedCount(read, key); ok && cacheable {
 		return n, nil
 	}
 	var n int
 	if err := inv.db.QueryRowContext(ctx, "SELECT COUNT(*) FROM hosts h"+w.sql(), w.args...).Scan(&n); err != nil {
 		return 0, dbError("counting hosts", err)
 	}
-	inv.keepCount(g, key, n)
+	if cacheable {
+		inv.keepCount(read, key, n)
+	}
 	return n, nil
 }
 
@@ -251,8 +255,9 @@ func (inv *Inventory) ListHostSummaries(ctx context.Context, f HostFilter, set *
 		FROM (SELECT h.id, h.client_id, h.site_id, h.name, h.name_fold, h.role, h.status, h.agent_url FROM hosts h` +
 		w.sql() + " ORDER BY h.name_fold, h.id" + w.page(f.Page) + `) h
 		JOIN clients c ON c.id = h.client_id LEFT JOIN sites s ON s.id = h.site_id ORDER BY h.name_fold, h.id`
-	g, key := inv.gen.Load(), listingKey(f, set, true)
-	if l, ok := inv.cachedPage(g, key); ok {
+	read := inv.startRead()
+	key, cacheable := listingKey(f, set, true)
+	if l, ok := inv.cachedPage(read, key); ok && cacheable {
 		return l, nil
 	}
 	rows, err := inv.db.QueryContext(ctx, q, w.args...)
@@ -260,7 +265,9 @@ func (inv *Inventory) ListHostSummaries(ctx context.Context, f HostFilter, set *
 	if err != nil {
 		return nil, err
 	}
-	inv.keepPage(g, key, l)
+	if cacheable {
+		inv.keepPage(read, key, l)
+	}
 	return l, nil
 }
 
@@ -282,8 +289,8 @@ type ClientName struct {
 
 // ListClientNames returns every client's ClientName, by name, without the notes.
 func (inv *Inventory) ListClientNames(ctx context.Context) ([]ClientName, error) {
-	g := inv.gen.Load()
-	if l, ok := inv.cachedClientNames(g); ok {
+	read := inv.startRead()
+	if l, ok := inv.cachedClientNames(read); ok {
 		return l, nil
 	}
 	rows, err := inv.db.QueryContext(ctx, "SELECT id, name, slug FROM clients ORDER BY name_fold, id")
@@ -294,7 +301,7 @@ func (inv *Inventory) ListClientNames(ctx context.Context) ([]ClientName, error)
 	if err != nil {
 		return nil, err
 	}
-	inv.keepClientNames(g, l)
+	inv.keepClientNames(read, l)
 	return l, nil
 }
 

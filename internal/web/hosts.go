@@ -44,8 +44,12 @@ func parseHostsQuery(v url.Values) hostsQuery {
 	if n, err := strconv.Atoi(v.Get("page")); err == nil && n > 1 {
 		q.Page = n
 	}
+	// Neither is longer in a real request; they key the inventory's listing cache.
 	if len(q.Q) > 200 {
 		q.Q = strings.ToValidUTF8(q.Q[:200], "")
+	}
+	if len(q.Client) > 200 {
+		q.Client = strings.ToValidUTF8(q.Client[:200], "")
 	}
 	return q
 }

@@ -91,7 +91,8 @@ func lifecyclePill(s inventory.Status) string {
 // .Clients .Query.Client}}. A filter's client list has an option per client, and through
 // html/template its three actions each were reflective escaper calls, more than the rest of the
 // hosts page's template together. Values and labels are escaped as in hostRowsHTML;
-// TestOptionsHTML compares the output with the template it replaces.
+// TestOptionsHTML compares the output with the template it replaces. Option groups are not
+// written: the filters have none (the forms' grouped selects keep their template).
 func optionsHTML(opts []option, selected string) template.HTML {
 	var b strings.Builder
 	b.Grow(len(opts) * 64)
