@@ -36,15 +36,18 @@ const (
 	maxCachedSetKeys = 2_000
 )
 
+// cacheKey is a listing's key (listingKey).
+type cacheKey = [sha256.Size]byte
+
 type listCache struct {
 	mu      sync.Mutex
 	gen     uint64    // the generation the entries below were read at
 	born    time.Time // when the oldest entry's read began, at the latest
 	clients []ClientName
 	cached  bool // clients is cached (it may be empty)
-	counts  map[[sha256.Size]byte]int
-	pages   map[[sha256.Size]byte][]HostSummary
-	refs    map[[sha256.Size]byte][]HostRef
+	counts  map[cacheKey]int
+	pages   map[cacheKey][]HostSummary
+	refs    map[cacheKey][]HostRef
 	refRows int
 }
 
@@ -88,101 +91,50 @@ func (inv *Inventory) keeps(r cacheRead) bool {
 	return inv.gen.Load() == r.gen && c.gen == r.gen && !r.at.Before(c.born)
 }
 
-func (inv *Inventory) cachedClientNames(r cacheRead) ([]ClientName, bool) {
+// readCache runs fn on the cache, under its lock, if the cache serves r's generation.
+func (inv *Inventory) readCache(r cacheRead, fn func(c *listCache)) {
 	inv.cache.mu.Lock()
 	defer inv.cache.mu.Unlock()
-	if !inv.cacheAt(r) || !inv.cache.cached {
-		return nil, false
+	if inv.cacheAt(r) {
+		fn(&inv.cache)
 	}
-	return slices.Clone(inv.cache.clients), true
 }
 
-func (inv *Inventory) keepClientNames(r cacheRead, l []ClientName) {
+// writeCache runs fn on the cache, under its lock, if an answer read at r may be kept.
+func (inv *Inventory) writeCache(r cacheRead, fn func(c *listCache)) {
 	inv.cache.mu.Lock()
 	defer inv.cache.mu.Unlock()
 	if inv.keeps(r) {
-		inv.cache.clients, inv.cache.cached = slices.Clone(l), true
+		fn(&inv.cache)
 	}
 }
 
-func (inv *Inventory) cachedCount(r cacheRead, key [sha256.Size]byte) (int, bool) {
-	inv.cache.mu.Lock()
-	defer inv.cache.mu.Unlock()
-	if !inv.cacheAt(r) {
-		return 0, false
+// put returns m with v under k, m started over when it holds maxCacheEntries.
+func put[V any](m map[cacheKey]V, k cacheKey, v V) map[cacheKey]V {
+	if m == nil || len(m) >= maxCacheEntries {
+		m = make(map[cacheKey]V)
 	}
-	n, ok := inv.cache.counts[key]
-	return n, ok
+	m[k] = v
+	return m
 }
 
-func (inv *Inventory) keepCount(r cacheRead, key [sha256.Size]byte, n int) {
-	inv.cache.mu.Lock()
-	defer inv.cache.mu.Unlock()
-	c := &inv.cache
-	if !inv.keeps(r) {
-		return
-	}
-	if c.counts == nil || len(c.counts) >= maxCacheEntries {
-		c.counts = make(map[[sha256.Size]byte]int)
-	}
-	c.counts[key] = n
-}
-
-func (inv *Inventory) cachedPage(r cacheRead, key [sha256.Size]byte) ([]HostSummary, bool) {
-	inv.cache.mu.Lock()
-	defer inv.cache.mu.Unlock()
-	if !inv.cacheAt(r) {
-		return nil, false
-	}
-	l, ok := inv.cache.pages[key]
-	return slices.Clone(l), ok
-}
-
-func (inv *Inventory) keepPage(r cacheRead, key [sha256.Size]byte, l []HostSummary) {
-	inv.cache.mu.Lock()
-	defer inv.cache.mu.Unlock()
-	c := &inv.cache
-	if !inv.keeps(r) {
-		return
-	}
-	if c.pages == nil || len(c.pages) >= maxCacheEntries {
-		c.pages = make(map[[sha256.Size]byte][]HostSummary)
-	}
-	c.pages[key] = slices.Clone(l)
-}
-
-func (inv *Inventory) cachedRefs(r cacheRead, key [sha256.Size]byte) ([]HostRef, bool) {
-	inv.cache.mu.Lock()
-	defer inv.cache.mu.Unlock()
-	if !inv.cacheAt(r) {
-		return nil, false
-	}
-	l, ok := inv.cache.refs[key]
-	return slices.Clone(l), ok
-}
-
-func (inv *Inventory) keepRefs(r cacheRead, key [sha256.Size]byte, l []HostRef) {
-	inv.cache.mu.Lock()
-	defer inv.cache.mu.Unlock()
-	c := &inv.cache
-	if !inv.keeps(r) || len(l) > maxCachedRefRows {
+// putRefs keeps l under k within maxCachedRefRows, starting the refs over when it would not fit.
+func (c *listCache) putRefs(k cacheKey, l []HostRef) {
+	if len(l) > maxCachedRefRows {
 		return
 	}
 	if c.refs == nil || c.refRows+len(l) > maxCachedRefRows {
-		c.refs, c.refRows = make(map[[sha256.Size]byte][]HostRef), 0
+		c.refs, c.refRows = make(map[cacheKey][]HostRef), 0
 	}
-	if old, ok := c.refs[key]; ok {
-		c.refRows -= len(old)
-	}
-	c.refs[key] = slices.Clone(l)
-	c.refRows += len(l)
+	c.refRows += len(l) - len(c.refs[k])
+	c.refs[k] = l
 }
 
 // listingKey identifies a listing's filter, host set and page, as a hash: a filter's values
 // come from the request and may be long. A host set is keyed by its content in any order (the
 // health tracker's comes from a map), so a set that changes (a host going down) is another
 // entry. ok is false for a set too large to be worth keying.
-func listingKey(f HostFilter, set *HostSet, withPage bool) (key [sha256.Size]byte, ok bool) {
+func listingKey(f HostFilter, set *HostSet, withPage bool) (key cacheKey, ok bool) {
 	if set != nil && len(set.Keys) > maxCachedSetKeys {
 		return key, false
 	}

@@ -13,18 +13,19 @@ import (
 
 // TestListingCacheGenerations: an answer read before a write is never served after it, even
 // when it is kept after another read has seen the write; an answer whose read began before the
-// cache started over is not kept; and nothing outlives maxCacheAge.
+// cache started over is not kept; and nothing outlives maxCacheAge. (That answers are copies
+// is TestListingCacheCopies, through the listings.)
 func TestListingCacheGenerations(t *testing.T) {
 	now := time.Unix(1_800_000_000, 0)
 	inv := &Inventory{now: func() time.Time { return now }}
-	k := [32]byte{1}
+	k := cacheKey{1}
 
 	r := inv.startRead()
-	if _, ok := inv.cachedCount(r, k); ok {
+	if _, ok := cachedCount(inv, r, k); ok {
 		t.Fatal("an empty cache answered")
 	}
-	inv.keepCount(r, k, 1)
-	if n, ok := inv.cachedCount(inv.startRead(), k); !ok || n != 1 {
+	keepCount(inv, r, k, 1)
+	if n, ok := cachedCount(inv, inv.startRead(), k); !ok || n != 1 {
 		t.Fatalf("cachedCount = %d, %t; want 1, true", n, ok)
 	}
 
@@ -33,66 +34,58 @@ func TestListingCacheGenerations(t *testing.T) {
 	slow := inv.startRead()
 	inv.changed()
 	fresh := inv.startRead()
-	if _, ok := inv.cachedCount(fresh, k); ok {
+	if _, ok := cachedCount(inv, fresh, k); ok {
 		t.Fatal("a count from before the write served after it")
 	}
-	inv.keepCount(slow, k, 2)
-	inv.keepPage(slow, k, []HostSummary{{Name: "stale"}})
-	inv.keepRefs(slow, k, []HostRef{{Name: "stale"}})
-	inv.keepClientNames(slow, []ClientName{{Name: "stale"}})
-	if n, ok := inv.cachedCount(fresh, k); ok {
+	keepCount(inv, slow, k, 2)
+	keepPage(inv, slow, k, []HostSummary{{Name: "stale"}})
+	keepRefs(inv, slow, k, []HostRef{{Name: "stale"}})
+	keepClientNames(inv, slow, []ClientName{{Name: "stale"}})
+	if n, ok := cachedCount(inv, fresh, k); ok {
 		t.Errorf("count read before a write served after it: %d", n)
 	}
-	if l, ok := inv.cachedPage(fresh, k); ok {
+	if l, ok := cachedPage(inv, fresh, k); ok {
 		t.Errorf("page read before a write served after it: %v", l)
 	}
-	if l, ok := inv.cachedRefs(fresh, k); ok {
+	if l, ok := cachedRefs(inv, fresh, k); ok {
 		t.Errorf("refs read before a write served after it: %v", l)
 	}
-	if l, ok := inv.cachedClientNames(fresh); ok {
+	if l, ok := cachedClientNames(inv, fresh); ok {
 		t.Errorf("client names read before a write served after it: %v", l)
 	}
 	// The slow read looking again neither answers from nor clears the newer cache.
-	inv.keepCount(fresh, k, 3)
-	if _, ok := inv.cachedCount(slow, k); ok {
+	keepCount(inv, fresh, k, 3)
+	if _, ok := cachedCount(inv, slow, k); ok {
 		t.Error("a read of an older generation was answered")
 	}
-	if n, ok := inv.cachedCount(fresh, k); !ok || n != 3 {
+	if n, ok := cachedCount(inv, fresh, k); !ok || n != 3 {
 		t.Errorf("after an older read: %d, %t; want 3, true", n, ok)
 	}
 
-	// Kept and read back as copies: neither the keeper's slice nor a reader's reaches it.
-	kept := []HostSummary{{Name: "web1"}}
-	inv.keepPage(fresh, k, kept)
-	kept[0].Name = "changed by the keeper"
-	l, ok := inv.cachedPage(fresh, k)
-	if !ok || len(l) != 1 || l[0].Name != "web1" {
+	keepPage(inv, fresh, k, []HostSummary{{Name: "web1"}})
+	if l, ok := cachedPage(inv, fresh, k); !ok || len(l) != 1 || l[0].Name != "web1" {
 		t.Fatalf("cachedPage = %v, %t", l, ok)
 	}
-	l[0].Name = "changed by the reader"
-	if l2, _ := inv.cachedPage(fresh, k); l2[0].Name != "web1" {
-		t.Error("a reader's change to its answer reached the cache")
-	}
-	inv.keepClientNames(fresh, nil)
-	if l, ok := inv.cachedClientNames(fresh); !ok || len(l) != 0 {
+	keepClientNames(inv, fresh, nil)
+	if l, ok := cachedClientNames(inv, fresh); !ok || len(l) != 0 {
 		t.Errorf("no clients, cached: %v, %t", l, ok)
 	}
 
 	// A read that began just before the cache aged out is not kept in the new one.
 	late := inv.startRead()
 	now = now.Add(maxCacheAge)
-	if _, ok := inv.cachedPage(inv.startRead(), k); ok {
+	if _, ok := cachedPage(inv, inv.startRead(), k); ok {
 		t.Error("a page older than maxCacheAge was served")
 	}
-	inv.keepPage(late, k, []HostSummary{{Name: "old"}})
-	if l, ok := inv.cachedPage(inv.startRead(), k); ok {
+	keepPage(inv, late, k, []HostSummary{{Name: "old"}})
+	if l, ok := cachedPage(inv, inv.startRead(), k); ok {
 		t.Errorf("an answer read before the cache started over was kept: %v", l)
 	}
 }
 
 func TestListingKey(t *testing.T) {
 	a, b := HostKey{ClientID: "c1", Name: "web1"}, HostKey{ClientID: "c1", Name: "db1"}
-	key := func(f HostFilter, set *HostSet, page bool) [32]byte {
+	key := func(f HostFilter, set *HostSet, page bool) cacheKey {
 		k, ok := listingKey(f, set, page)
 		if !ok {
 			t.Fatalf("not cacheable: %+v %+v", f, set)
@@ -101,7 +94,7 @@ func TestListingKey(t *testing.T) {
 	}
 	same := []struct {
 		name string
-		x, y [32]byte
+		x, y cacheKey
 	}{
 		{"set order", key(HostFilter{}, &HostSet{Keys: []HostKey{a, b}}, true), key(HostFilter{}, &HostSet{Keys: []HostKey{b, a}}, true)},
 		{"name case", key(HostFilter{}, &HostSet{Keys: []HostKey{a}}, true), key(HostFilter{}, &HostSet{Keys: []HostKey{{ClientID: "c1", Name: "WEB1"}}}, true)},
@@ -114,7 +107,7 @@ func TestListingKey(t *testing.T) {
 	}
 	differ := []struct {
 		name string
-		x, y [32]byte
+		x, y cacheKey
 	}{
 		{"page", key(HostFilter{Page: Page{Limit: 50}}, nil, true), key(HostFilter{Page: Page{Limit: 50, Offset: 50}}, nil, true)},
 		{"field boundary", key(HostFilter{ClientID: "a", SiteID: "b c"}, nil, true), key(HostFilter{ClientID: "a b", SiteID: "c"}, nil, true)},
@@ -188,4 +181,61 @@ func defersChanged(body *ast.BlockStmt) bool {
 		}
 	}
 	return false
+}
+
+// The cache's entries as the listings read and keep them.
+
+func cachedCount(inv *Inventory, r cacheRead, k cacheKey) (n int, ok bool) {
+	inv.readCache(r, func(c *listCache) { n, ok = c.counts[k] })
+	return n, ok
+}
+
+func keepCount(inv *Inventory, r cacheRead, k cacheKey, n int) {
+	inv.writeCache(r, func(c *listCache) { c.counts = put(c.counts, k, n) })
+}
+
+func cachedPage(inv *Inventory, r cacheRead, k cacheKey) (l []HostSummary, ok bool) {
+	inv.readCache(r, func(c *listCache) { l, ok = c.pages[k] })
+	return l, ok
+}
+
+func keepPage(inv *Inventory, r cacheRead, k cacheKey, l []HostSummary) {
+	inv.writeCache(r, func(c *listCache) { c.pages = put(c.pages, k, l) })
+}
+
+func cachedRefs(inv *Inventory, r cacheRead, k cacheKey) (l []HostRef, ok bool) {
+	inv.readCache(r, func(c *listCache) { l, ok = c.refs[k] })
+	return l, ok
+}
+
+func keepRefs(inv *Inventory, r cacheRead, k cacheKey, l []HostRef) {
+	inv.writeCache(r, func(c *listCache) { c.putRefs(k, l) })
+}
+
+func cachedClientNames(inv *Inventory, r cacheRead) (l []ClientName, ok bool) {
+	inv.readCache(r, func(c *listCache) { l, ok = c.clients, c.cached })
+	return l, ok
+}
+
+func keepClientNames(inv *Inventory, r cacheRead, l []ClientName) {
+	inv.writeCache(r, func(c *listCache) { c.clients, c.cached = l, true })
+}
+
+// TestPutRefs: the cached refs stay within maxCachedRefRows, counting a replaced entry once.
+func TestPutRefs(t *testing.T) {
+	var c listCache
+	c.putRefs(cacheKey{1}, make([]HostRef, 10))
+	c.putRefs(cacheKey{1}, make([]HostRef, 20))
+	c.putRefs(cacheKey{2}, make([]HostRef, 5))
+	if c.refRows != 25 || len(c.refs) != 2 {
+		t.Fatalf("refRows %d, %d entries; want 25, 2", c.refRows, len(c.refs))
+	}
+	c.putRefs(cacheKey{3}, make([]HostRef, maxCachedRefRows-10))
+	if c.refRows != maxCachedRefRows-10 || len(c.refs) != 1 {
+		t.Errorf("past the bound: refRows %d, %d entries; want %d, 1", c.refRows, len(c.refs), maxCachedRefRows-10)
+	}
+	c.putRefs(cacheKey{4}, make([]HostRef, maxCachedRefRows+1))
+	if _, ok := c.refs[cacheKey{4}]; ok {
+		t.Error("a listing larger than the bound was kept")
+	}
 }

@@ -152,3 +152,24 @@ func TestListingCacheFollowsWrites(t *testing.T) {
 		}
 	})
 }
+
+// TestListingCacheCopies: what a listing answers is the caller's: changing it changes nothing
+// the next call answers.
+func TestListingCacheCopies(t *testing.T) {
+	each(t, func(t *testing.T, inv *inventory.Inventory, db *store.DB) {
+		c := mustClient(t, inv, "Acme")
+		mustHost(t, inv, inventory.Host{ClientID: c.ID, Name: "web1"})
+		f := inventory.HostFilter{ClientID: c.ID}
+		for range 2 { // the first calls fill the cache, the second answer from it
+			clients, _ := inv.ListClientNames(ctx)
+			clients[0].Name = "changed"
+			refs, _ := inv.ListHostRefs(ctx, f)
+			refs[0].Name = "changed"
+			page, _ := inv.ListHostSummaries(ctx, inventory.HostFilter{ClientID: c.ID, Page: inventory.Page{Limit: 10}}, nil)
+			page[0].Name = "changed"
+			if got, want := listingView(t, inv, c.ID), listingView(t, inventory.New(db), c.ID); got != want {
+				t.Fatalf("a caller's change reached the cache:\n%s\nwant\n%s", got, want)
+			}
+		}
+	})
+}

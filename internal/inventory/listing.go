@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -109,8 +110,13 @@ func (inv *Inventory) ListHostRefs(ctx context.Context, f HostFilter) ([]HostRef
 		w.sql() + " ORDER BY h.name_fold, h.id" + w.page(f.Page)
 	read := inv.startRead()
 	key, _ := listingKey(f, nil, true)
-	if l, ok := inv.cachedRefs(read, key); ok {
-		return l, nil
+	var (
+		hit    []HostRef
+		cached bool
+	)
+	inv.readCache(read, func(c *listCache) { hit, cached = c.refs[key] })
+	if cached {
+		return slices.Clone(hit), nil
 	}
 	rows, err := inv.db.QueryContext(ctx, q, w.args...)
 	l, err := scanAll(rows, err, func(r store.Row) (HostRef, error) {
@@ -123,7 +129,7 @@ func (inv *Inventory) ListHostRefs(ctx context.Context, f HostFilter) ([]HostRef
 	if err != nil {
 		return nil, err
 	}
-	inv.keepRefs(read, key, l)
+	inv.writeCache(read, func(c *listCache) { c.putRefs(key, slices.Clone(l)) })
 	return l, nil
 }
 
@@ -225,15 +231,22 @@ func (inv *Inventory) CountHostsIn(ctx context.Context, f HostFilter, set *HostS
 	}
 	read := inv.startRead()
 	key, cacheable := listingKey(f, set, false)
-	if n, ok := inv.cachedCount(read, key); ok && cacheable {
-		return n, nil
+	var (
+		hit    int
+		cached bool
+	)
+	if cacheable {
+		inv.readCache(read, func(c *listCache) { hit, cached = c.counts[key] })
+	}
+	if cached {
+		return hit, nil
 	}
 	var n int
 	if err := inv.db.QueryRowContext(ctx, "SELECT COUNT(*) FROM hosts h"+w.sql(), w.args...).Scan(&n); err != nil {
 		return 0, dbError("counting hosts", err)
 	}
 	if cacheable {
-		inv.keepCount(read, key, n)
+		inv.writeCache(read, func(c *listCache) { c.counts = put(c.counts, key, n) })
 	}
 	return n, nil
 }
@@ -257,8 +270,15 @@ func (inv *Inventory) ListHostSummaries(ctx context.Context, f HostFilter, set *
 		JOIN clients c ON c.id = h.client_id LEFT JOIN sites s ON s.id = h.site_id ORDER BY h.name_fold, h.id`
 	read := inv.startRead()
 	key, cacheable := listingKey(f, set, true)
-	if l, ok := inv.cachedPage(read, key); ok && cacheable {
-		return l, nil
+	var (
+		hit    []HostSummary
+		cached bool
+	)
+	if cacheable {
+		inv.readCache(read, func(c *listCache) { hit, cached = c.pages[key] })
+	}
+	if cached {
+		return slices.Clone(hit), nil
 	}
 	rows, err := inv.db.QueryContext(ctx, q, w.args...)
 	l, err := scanAll(rows, err, scanHostSummary, "listing hosts")
@@ -266,7 +286,7 @@ func (inv *Inventory) ListHostSummaries(ctx context.Context, f HostFilter, set *
 		return nil, err
 	}
 	if cacheable {
-		inv.keepPage(read, key, l)
+		inv.writeCache(read, func(c *listCache) { c.pages = put(c.pages, key, slices.Clone(l)) })
 	}
 	return l, nil
 }
@@ -290,8 +310,13 @@ type ClientName struct {
 // ListClientNames returns every client's ClientName, by name, without the notes.
 func (inv *Inventory) ListClientNames(ctx context.Context) ([]ClientName, error) {
 	read := inv.startRead()
-	if l, ok := inv.cachedClientNames(read); ok {
-		return l, nil
+	var (
+		hit    []ClientName
+		cached bool
+	)
+	inv.readCache(read, func(c *listCache) { hit, cached = c.clients, c.cached })
+	if cached {
+		return slices.Clone(hit), nil
 	}
 	rows, err := inv.db.QueryContext(ctx, "SELECT id, name, slug FROM clients ORDER BY name_fold, id")
 	l, err := scanAll(rows, err, func(r store.Row) (ClientName, error) {
@@ -301,7 +326,7 @@ func (inv *Inventory) ListClientNames(ctx context.Context) ([]ClientName, error)
 	if err != nil {
 		return nil, err
 	}
-	inv.keepClientNames(read, l)
+	inv.writeCache(read, func(c *listCache) { c.clients, c.cached = slices.Clone(l), true })
 	return l, nil
 }
 
