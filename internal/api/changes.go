@@ -13,35 +13,11 @@ import (
 // q a text to find in the object or summary, from (inclusive) and to (exclusive) RFC 3339 times.
 var changeFilters = []string{"kind", "q", "from", "to"}
 
-// changeView is one change event as the API shows it.
-type changeView struct {
-	ID         string            `json:"id"`
-	HostID     string            `json:"host_id"`
-	Host       string            `json:"host"`
-	ClientID   string            `json:"client_id"`
-	Client     string            `json:"client"`
-	Journal    string            `json:"journal"`
-	Seq        uint64            `json:"seq"`
-	Time       time.Time         `json:"time"`
-	Kind       string            `json:"kind"`
-	Object     string            `json:"object"`
-	Action     string            `json:"action"`
-	Before     map[string]string `json:"before"`
-	After      map[string]string `json:"after"`
-	Diff       string            `json:"diff"`
-	Files      []string          `json:"files"`
-	Tampered   bool              `json:"tampered"`
-	Summary    string            `json:"summary"`
-	ReceivedAt time.Time         `json:"received_at"`
-}
-
-func viewChange(r changelog.Record) changeView {
-	return changeView{
-		ID: r.ID, HostID: r.HostID, Host: r.HostName, ClientID: r.ClientID, Client: r.ClientSlug,
-		Journal: r.Journal, Seq: r.Seq, Time: r.Time, Kind: r.Kind, Object: r.Object, Action: r.Action,
-		Before: r.Before, After: r.After, Diff: r.Diff, Files: list(r.Files), Tampered: r.Tampered,
-		Summary: r.Summary, ReceivedAt: r.ReceivedAt,
-	}
+// viewChange is one change event as the API shows it: the stored record (its JSON is the API's
+// ChangeEvent), with no files as an empty list rather than null.
+func viewChange(r changelog.Record) changelog.Record {
+	r.Files = list(r.Files)
+	return r
 }
 
 // changeQuery parses a change list's query into a filter, or answers 400 and returns false.

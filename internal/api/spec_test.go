@@ -546,7 +546,7 @@ func TestSpecMatchesTypes(t *testing.T) {
 		{"Contract", contractView{}}, {"ContractCreate", contractInput{}}, {"ContractUpdate", contractInput{}},
 		{"Error", apiError{}}, {"FieldError", fieldError{}},
 		{"EnrolRequest", inventory.Enrolment{}}, {"EnrolFacts", inventory.Facts{}},
-		{"ChangeEvent", changeView{}}, {"ChangeEventIn", changes.Event{}},
+		{"ChangeEvent", changelog.Record{}}, {"ChangeEventIn", changes.Event{}},
 	} {
 		var props []string
 		for p := range schema(c.schema).Properties {
