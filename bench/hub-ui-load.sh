@@ -162,6 +162,8 @@ endpoints=(
   "ui-hosts-health|/hosts?health=down||"
   "ui-host-any|/hosts/$first_id|$work/ids|/hosts/%s"
   "ui-host-up|/hosts/$first_up|$work/up-ids|/hosts/%s"
+  "ui-overview|/||"
+  "ui-clients|/clients||"
   "api-hosts|/api/v1/hosts?limit=100||"
   "api-host|/api/v1/hosts/$first_id|$work/ids|/api/v1/hosts/%s"
 )

@@ -173,18 +173,28 @@ func (t *Tracker) instant(ctx context.Context, q string, ts time.Time) (promql.V
 }
 
 // Get returns one host's health.
-func (t *Tracker) Get(k Key) Health {
-	h := Health{}
-	if tg, ok := t.targets()[k]; ok {
-		h = targetHealth(tg)
-	}
+func (t *Tracker) Get(k Key) Health { return t.Lookup()(k) }
+
+// Lookup returns Get for many hosts at once: the target index and the usage figures are taken
+// once (each under its lock), not once a host, for a page that reads the health of thousands.
+// The figures are those of the moment Lookup was called; the usage map is replaced, never
+// changed, by each update, so it is read without the lock afterwards.
+func (t *Tracker) Lookup() func(Key) Health {
+	idx := t.targets()
 	t.mu.RLock()
-	u, ok := t.values[k]
+	values := t.values
 	t.mu.RUnlock()
-	if !ok {
-		u = unknownUsage
+	return func(k Key) Health {
+		h := Health{}
+		if tg, ok := idx[k]; ok {
+			h = targetHealth(tg)
+		}
+		u, ok := values[k]
+		if !ok {
+			u = unknownUsage
+		}
+		return withUsage(h, u)
 	}
-	return withUsage(h, u)
 }
 
 // TargetStates calls fn with the key and state (as Health.State: up, down or pending) of every

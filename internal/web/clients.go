@@ -100,10 +100,11 @@ func (u *UI) clientList(w http.ResponseWriter, r *http.Request) error {
 		}
 		return per[id]
 	}
+	healthOf := u.healthLookup()
 	for _, h := range refs {
 		c := get(h.ClientID)
 		c.active++
-		switch u.healthOf(h.ClientSlug, h.Name).State() {
+		switch healthOf(h.ClientSlug, h.Name).State() {
 		case "up":
 			c.up++
 		case "down":

@@ -127,6 +127,32 @@ func TestHealthOnPages(t *testing.T) {
 	})
 }
 
+// TestOverviewBoundsItsLists: with more hosts awaiting approval than the overview lists, it
+// lists the first maxApprovalListed by name with their approve buttons, counts them all in its
+// tile, and links to the rest.
+func TestOverviewBoundsItsLists(t *testing.T) {
+	each(t, func(t *testing.T, e *env) {
+		acme := e.client("Acme")
+		n := maxApprovalListed + 7
+		for i := range n {
+			e.host(inventory.Host{ClientID: acme.ID, Name: fmt.Sprintf("new%02d", i), Status: inventory.StatusPending})
+		}
+		r := e.get("/")
+		must(t, "overview", r, 200, ">new00<", fmt.Sprintf(">new%02d<", maxApprovalListed-1),
+			fmt.Sprintf(`<a href="/hosts?status=pending">and %d more awaiting approval</a>`, n-maxApprovalListed))
+		if strings.Contains(r.body, fmt.Sprintf(">new%02d<", maxApprovalListed)) {
+			t.Errorf("host %d of those awaiting approval is listed", maxApprovalListed+1)
+		}
+		if got := strings.Count(r.body, `/approve"`); got != maxApprovalListed {
+			t.Errorf("%d approve buttons, want %d", got, maxApprovalListed)
+		}
+		re := regexp.MustCompile(`tile-approval[^"]*" href="[^"]*"><span class="tile-num">(\d+)<`)
+		if m := re.FindStringSubmatch(r.body); m == nil || m[1] != fmt.Sprint(n) {
+			t.Errorf("approval tile: %v, want %d", m, n)
+		}
+	})
+}
+
 // TestHostsPaging checks the pages of a long list and the filters against the inventory.
 func TestHostsPaging(t *testing.T) {
 	each(t, func(t *testing.T, e *env) {

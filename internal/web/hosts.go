@@ -234,8 +234,9 @@ func (u *UI) healthPageByRefs(ctx context.Context, f inventory.HostFilter, q hos
 		return nil, 0, 0, err
 	}
 	var match []inventory.HostRef
+	healthOf := u.healthLookup()
 	for _, h := range refs {
-		if u.healthOf(h.ClientSlug, h.Name).State() == q.Health {
+		if healthOf(h.ClientSlug, h.Name).State() == q.Health {
 			match = append(match, h)
 		}
 	}
@@ -258,8 +259,9 @@ func clampPage(page, total int) int {
 // hostRows adds to each host its health.
 func (u *UI) hostRows(hosts []inventory.HostSummary) []hostRow {
 	rows := make([]hostRow, len(hosts))
+	healthOf := u.healthLookup()
 	for i, h := range hosts {
-		hh := u.healthOf(h.ClientSlug, h.Name)
+		hh := healthOf(h.ClientSlug, h.Name)
 		rows[i] = hostRow{Host: h, ClientName: h.ClientName, SiteName: h.SiteName, Health: hh, State: hh.State()}
 	}
 	return rows

@@ -11,8 +11,12 @@ import (
 	"github.com/serversage/sage/internal/inventory"
 )
 
-// maxDownListed bounds the down hosts the overview lists; the rest are one click away.
-const maxDownListed = 100
+// maxDownListed and maxApprovalListed bound the down hosts and the hosts awaiting approval the
+// overview lists (each row is a dozen template actions); the rest are one click away.
+const (
+	maxDownListed     = 100
+	maxApprovalListed = 25
+)
 
 type overviewData struct {
 	base
@@ -22,7 +26,9 @@ type overviewData struct {
 	Pending          int
 	Unmonitored      int
 	Retired          int
-	AwaitingApproval []hostRef
+	Awaiting         int       // hosts awaiting approval
+	AwaitingApproval []hostRef // the first maxApprovalListed of them, by name
+	MoreAwaiting     int
 	DownHosts        []downHost
 	MoreDown         int
 	Hot              []hotHost
@@ -78,7 +84,7 @@ func (u *UI) overviewData(r *http.Request, title string) (overviewData, error) {
 	if err != nil {
 		return d, err
 	}
-	clients, err := u.inv.ListClients(r.Context(), inventory.ClientFilter{})
+	clients, err := u.inv.ListClientNames(r.Context())
 	if err != nil {
 		return d, err
 	}
@@ -87,6 +93,7 @@ func (u *UI) overviewData(r *http.Request, title string) (overviewData, error) {
 	for _, c := range clients {
 		names[c.ID] = c.Name
 	}
+	healthOf := u.healthLookup()
 	for _, h := range refs {
 		if h.Status == inventory.StatusRetired {
 			d.Retired++
@@ -94,9 +101,12 @@ func (u *UI) overviewData(r *http.Request, title string) (overviewData, error) {
 		}
 		d.Total++
 		if h.Status == inventory.StatusPending {
-			d.AwaitingApproval = append(d.AwaitingApproval, hostRef{ID: h.ID, Name: h.Name, Client: names[h.ClientID]})
+			d.Awaiting++
+			if len(d.AwaitingApproval) < maxApprovalListed {
+				d.AwaitingApproval = append(d.AwaitingApproval, hostRef{ID: h.ID, Name: h.Name, Client: names[h.ClientID]})
+			}
 		}
-		hh := u.healthOf(h.ClientSlug, h.Name)
+		hh := healthOf(h.ClientSlug, h.Name)
 		switch hh.State() {
 		case "up":
 			d.Up++
@@ -116,6 +126,7 @@ func (u *UI) overviewData(r *http.Request, title string) (overviewData, error) {
 			d.Unmonitored++
 		}
 	}
+	d.MoreAwaiting = d.Awaiting - len(d.AwaitingApproval)
 	// By client and name, so the list stays put from one refresh to the next.
 	slices.SortStableFunc(d.DownHosts, func(a, b downHost) int {
 		return cmp.Or(cmp.Compare(a.Client, b.Client), cmp.Compare(a.Name, b.Name))
@@ -140,9 +151,19 @@ func peak(h hosthealth.Health) float64 {
 
 // healthOf returns a host's health, or "unmonitored" with unknown usage without a tracker.
 func (u *UI) healthOf(clientSlug, host string) hosthealth.Health {
+	return u.healthLookup()(clientSlug, host)
+}
+
+// healthLookup is healthOf for a page that reads many hosts' health (hosthealth's Lookup).
+func (u *UI) healthLookup() func(clientSlug, host string) hosthealth.Health {
 	if u.health == nil {
 		nan := math.NaN()
-		return hosthealth.Health{CPU: nan, Memory: nan, Disk: nan, Load1: nan, Cores: nan}
+		return func(string, string) hosthealth.Health {
+			return hosthealth.Health{CPU: nan, Memory: nan, Disk: nan, Load1: nan, Cores: nan}
+		}
 	}
-	return u.health.Get(hosthealth.Key{Client: clientSlug, Host: host})
+	get := u.health.Lookup()
+	return func(clientSlug, host string) hosthealth.Health {
+		return get(hosthealth.Key{Client: clientSlug, Host: host})
+	}
 }
