@@ -1,8 +1,6 @@
 package changes
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -50,45 +48,11 @@ func readPackages(ctx context.Context, e *env) (Objects, error) {
 // files are on disk; "config-files" and "not-installed" are gone).
 func ParseDpkgStatus(data []byte) map[string]string {
 	out := map[string]string{}
-	var name, arch, version, status string
-	flush := func() {
-		if name != "" && installedStatus(status) {
-			k := name
-			if arch != "" {
-				k += ":" + arch
-			}
-			out[k] = version
+	ParseDpkgStatusFiles(data, func(p DpkgPackage) {
+		if installedStatus(p.Status) {
+			out[p.Key()] = p.Version
 		}
-		name, arch, version, status = "", "", "", ""
-	}
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Bytes()
-		if len(bytes.TrimSpace(line)) == 0 {
-			flush()
-			continue
-		}
-		if line[0] == ' ' || line[0] == '\t' {
-			continue // continuation of a multi-line field (Description, Conffiles)
-		}
-		k, v, ok := bytes.Cut(line, []byte(":"))
-		if !ok {
-			continue
-		}
-		val := string(bytes.TrimSpace(v))
-		switch string(k) {
-		case "Package":
-			name = val
-		case "Architecture":
-			arch = val
-		case "Version":
-			version = val
-		case "Status":
-			status = val
-		}
-	}
-	flush()
+	})
 	return out
 }
 
